@@ -1,1 +1,45 @@
-//! engine
+//! The deterministic MVCC state machine of one kvik keyspace.
+//!
+//! This crate owns:
+//! - etcd v3's MVCC semantics for one keyspace: puts, deletes, transactions,
+//!   ranges, compaction, and the `HashKV` hash, reproducing etcd 3.7 down to
+//!   its quirks (each rule names the etcd function it follows);
+//! - the revision rules: a fresh store is at revision 1; every write command
+//!   that changes something takes exactly one new revision, shared by all its
+//!   writes as sub-revisions; reads, failed commands and no-op deletes take
+//!   none;
+//! - the stateless request validation etcd's API layer does before proposing
+//!   (`validate_*`);
+//! - the command codec: how a [`Command`] is stored in, and replayed from, the
+//!   replicated log ([`Command::encode`], [`Command::decode`]).
+//!
+//! It must not touch: I/O of any kind, clocks, threads, randomness, or
+//! protobuf/gRPC types. The caller (the server loop) feeds it commands in log
+//! order and maps its typed results and errors onto the wire. Applying the
+//! same commands in the same order yields identical state and responses.
+//!
+//! Module boundary: `store` holds versions by key (the part a persistent
+//! revision store replaces later); `mvcc` holds the semantics.
+
+mod codec;
+mod error;
+mod gosort;
+mod hash;
+mod mvcc;
+mod store;
+mod types;
+mod validate;
+
+pub use codec::CODEC_VERSION;
+pub use error::{DecodeError, Error};
+pub use mvcc::Mvcc;
+pub use types::{
+    Applied, Command, CompactionRequest, Compare, CompareResult, CompareTarget, DeleteRangeRequest,
+    DeleteRangeResponse, HashKv, KeyValue, Limits, PutRequest, PutResponse, RangeRequest,
+    RangeResponse, RequestOp, ResponseOp, SortOrder, SortTarget, TxnRequest, TxnResponse,
+    TXN_OPS_MAX_DEFAULT,
+};
+pub use validate::{validate_delete, validate_put, validate_range, validate_txn, TXN_DEPTH_MAX};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,206 @@
+//! Conversions between the protobuf messages and the engine's own types.
+//! Only `net` knows protobuf: the engine never sees a generated type.
+
+use crate::errors::{self, EtcdError};
+use crate::pb::etcdserverpb as pb;
+use crate::pb::mvccpb;
+
+/// etcd has no error for a compare whose result or target is outside the
+/// enum; kvik refuses it explicitly rather than guessing.
+pub const INVALID_COMPARE: EtcdError =
+    EtcdError::new(tonic::Code::InvalidArgument, "etcdserver: invalid compare result or target");
+
+pub fn kv_to_pb(kv: engine::KeyValue) -> mvccpb::KeyValue {
+    mvccpb::KeyValue {
+        key: kv.key,
+        create_revision: kv.create_revision,
+        mod_revision: kv.mod_revision,
+        version: kv.version,
+        value: kv.value,
+        lease: kv.lease,
+    }
+}
+
+pub fn range_from_pb(r: pb::RangeRequest) -> Result<engine::RangeRequest, EtcdError> {
+    let sort_order = match pb::range_request::SortOrder::try_from(r.sort_order) {
+        Ok(pb::range_request::SortOrder::None) => engine::SortOrder::None,
+        Ok(pb::range_request::SortOrder::Ascend) => engine::SortOrder::Ascend,
+        Ok(pb::range_request::SortOrder::Descend) => engine::SortOrder::Descend,
+        Err(_) => return Err(errors::INVALID_SORT_OPTION),
+    };
+    let sort_target = match pb::range_request::SortTarget::try_from(r.sort_target) {
+        Ok(pb::range_request::SortTarget::Key) => engine::SortTarget::Key,
+        Ok(pb::range_request::SortTarget::Version) => engine::SortTarget::Version,
+        Ok(pb::range_request::SortTarget::Create) => engine::SortTarget::Create,
+        Ok(pb::range_request::SortTarget::Mod) => engine::SortTarget::Mod,
+        Ok(pb::range_request::SortTarget::Value) => engine::SortTarget::Value,
+        Err(_) => return Err(errors::INVALID_SORT_OPTION),
+    };
+    Ok(engine::RangeRequest {
+        key: r.key,
+        range_end: r.range_end,
+        limit: r.limit,
+        revision: r.revision,
+        sort_order,
+        sort_target,
+        serializable: r.serializable,
+        keys_only: r.keys_only,
+        count_only: r.count_only,
+        min_mod_revision: r.min_mod_revision,
+        max_mod_revision: r.max_mod_revision,
+        min_create_revision: r.min_create_revision,
+        max_create_revision: r.max_create_revision,
+    })
+}
+
+pub fn put_from_pb(r: pb::PutRequest) -> engine::PutRequest {
+    engine::PutRequest {
+        key: r.key,
+        value: r.value,
+        lease: r.lease,
+        prev_kv: r.prev_kv,
+        ignore_value: r.ignore_value,
+        ignore_lease: r.ignore_lease,
+    }
+}
+
+pub fn delete_from_pb(r: pb::DeleteRangeRequest) -> engine::DeleteRangeRequest {
+    engine::DeleteRangeRequest { key: r.key, range_end: r.range_end, prev_kv: r.prev_kv }
+}
+
+fn compare_from_pb(c: pb::Compare) -> Result<engine::Compare, EtcdError> {
+    use pb::compare::{CompareResult as R, CompareTarget as T, TargetUnion as U};
+    let result = match R::try_from(c.result) {
+        Ok(R::Equal) => engine::CompareResult::Equal,
+        Ok(R::Greater) => engine::CompareResult::Greater,
+        Ok(R::Less) => engine::CompareResult::Less,
+        Ok(R::NotEqual) => engine::CompareResult::NotEqual,
+        // etcd treats an unknown result as never true; keep it typed here.
+        Err(_) => return Err(INVALID_COMPARE),
+    };
+    // Like Go's getters, a union holding another variant reads as zero.
+    let target = match T::try_from(c.target) {
+        Ok(T::Version) => engine::CompareTarget::Version(match c.target_union {
+            Some(U::Version(v)) => v,
+            _ => 0,
+        }),
+        Ok(T::Create) => engine::CompareTarget::Create(match c.target_union {
+            Some(U::CreateRevision(v)) => v,
+            _ => 0,
+        }),
+        Ok(T::Mod) => engine::CompareTarget::Mod(match c.target_union {
+            Some(U::ModRevision(v)) => v,
+            _ => 0,
+        }),
+        Ok(T::Value) => engine::CompareTarget::Value(match c.target_union {
+            Some(U::Value(v)) => v,
+            _ => Vec::new(),
+        }),
+        Ok(T::Lease) => engine::CompareTarget::Lease(match c.target_union {
+            Some(U::Lease(v)) => v,
+            _ => 0,
+        }),
+        Err(_) => return Err(INVALID_COMPARE),
+    };
+    Ok(engine::Compare { result, target, key: c.key, range_end: c.range_end })
+}
+
+fn op_from_pb(op: pb::RequestOp) -> Result<engine::RequestOp, EtcdError> {
+    use pb::request_op::Request as Q;
+    Ok(match op.request {
+        Some(Q::RequestRange(r)) => engine::RequestOp::Range(range_from_pb(r)?),
+        Some(Q::RequestPut(r)) => engine::RequestOp::Put(put_from_pb(r)),
+        Some(Q::RequestDeleteRange(r)) => engine::RequestOp::DeleteRange(delete_from_pb(r)),
+        Some(Q::RequestTxn(r)) => engine::RequestOp::Txn(txn_from_pb(r)?),
+        // etcd's checkRequestOp lets an empty op through only to fail it as a
+        // key-less request.
+        None => return Err(errors::KEY_NOT_FOUND),
+    })
+}
+
+pub fn txn_from_pb(t: pb::TxnRequest) -> Result<engine::TxnRequest, EtcdError> {
+    Ok(engine::TxnRequest {
+        compare: t.compare.into_iter().map(compare_from_pb).collect::<Result<_, _>>()?,
+        success: t.success.into_iter().map(op_from_pb).collect::<Result<_, _>>()?,
+        failure: t.failure.into_iter().map(op_from_pb).collect::<Result<_, _>>()?,
+    })
+}
+
+/// A header holding only a revision, as etcd puts on nested txn responses.
+fn nested_header(revision: i64) -> Option<pb::ResponseHeader> {
+    Some(pb::ResponseHeader { revision, ..Default::default() })
+}
+
+pub fn range_to_pb(r: engine::RangeResponse, header: Option<pb::ResponseHeader>) -> pb::RangeResponse {
+    pb::RangeResponse {
+        header,
+        kvs: r.kvs.into_iter().map(kv_to_pb).collect(),
+        more: r.more,
+        count: r.count,
+    }
+}
+
+pub fn put_to_pb(r: engine::PutResponse, header: Option<pb::ResponseHeader>) -> pb::PutResponse {
+    pb::PutResponse { header, prev_kv: r.prev_kv.map(kv_to_pb) }
+}
+
+pub fn delete_to_pb(r: engine::DeleteRangeResponse, header: Option<pb::ResponseHeader>) -> pb::DeleteRangeResponse {
+    pb::DeleteRangeResponse { header, deleted: r.deleted, prev_kvs: r.prev_kvs.into_iter().map(kv_to_pb).collect() }
+}
+
+/// Nested responses carry a header holding only the revision etcd gives
+/// each of them (a read before the first write sees the old revision).
+pub fn txn_to_pb(r: engine::TxnResponse, header: Option<pb::ResponseHeader>) -> pb::TxnResponse {
+    use pb::response_op::Response as A;
+    let responses = r
+        .responses
+        .into_iter()
+        .map(|op| pb::ResponseOp {
+            response: Some(match op {
+                engine::ResponseOp::Range(r) => {
+                    let h = nested_header(r.header_revision);
+                    A::ResponseRange(range_to_pb(r, h))
+                }
+                engine::ResponseOp::Put(r) => {
+                    let h = nested_header(r.header_revision);
+                    A::ResponsePut(put_to_pb(r, h))
+                }
+                engine::ResponseOp::DeleteRange(r) => {
+                    let h = nested_header(r.header_revision);
+                    A::ResponseDeleteRange(delete_to_pb(r, h))
+                }
+                engine::ResponseOp::Txn(r) => {
+                    let h = nested_header(r.header_revision);
+                    A::ResponseTxn(txn_to_pb(r, h))
+                }
+            }),
+        })
+        .collect();
+    pb::TxnResponse { header, succeeded: r.succeeded, responses }
+}
+
+/// The typed engine error as etcd's gRPC status.
+pub fn engine_error(e: &engine::Error) -> EtcdError {
+    use engine::Error as E;
+    match e {
+        E::EmptyKey => errors::EMPTY_KEY,
+        E::ValueProvided => errors::VALUE_PROVIDED,
+        E::LeaseProvided => errors::LEASE_PROVIDED,
+        E::KeyNotFound => errors::KEY_NOT_FOUND,
+        E::TooManyOps => errors::TOO_MANY_OPS,
+        E::DuplicateKey => errors::DUPLICATE_KEY,
+        E::InvalidSortOption => errors::INVALID_SORT_OPTION,
+        E::Compacted => errors::COMPACTED,
+        E::FutureRev => errors::FUTURE_REV,
+        E::LeaseNotFound => errors::LEASE_NOT_FOUND,
+    }
+}
+
+/// etcd serves a transaction made only of reads without a log entry.
+pub fn is_read_only(t: &engine::TxnRequest) -> bool {
+    t.success.iter().chain(t.failure.iter()).all(|op| match op {
+        engine::RequestOp::Range(_) => true,
+        engine::RequestOp::Txn(t) => is_read_only(t),
+        _ => false,
+    })
+}

@@ -1,0 +1,321 @@
+//! The client-facing server: one compio runtime per core, each with its own
+//! SO_REUSEPORT listener per client URL, serving etcd's gRPC services through
+//! hyper's HTTP/2 server. The keyspace owner (the shard) runs as a local task
+//! on core 0; every core reaches it through a bounded channel.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use tonic::codegen::Service as _;
+
+use crate::datadir::DataDir;
+use crate::pb::etcdserverpb as pb;
+use crate::rt::{self, Backend, LocalExec};
+use crate::services::{ClusterService, KvService, MaintenanceService, Shared};
+use crate::shard;
+
+/// gRPC's framing overhead that etcd allows on top of `--max-request-bytes`.
+pub const grpc_overhead_bytes: usize = 512 * 1024;
+
+/// Everything the server needs, already validated by the binary.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub listen_client: Vec<SocketAddr>,
+    /// `--listen-metrics-urls`: HTTP/1.1 `/metrics` and `/health`.
+    pub listen_metrics: Vec<SocketAddr>,
+    pub advertise_client_urls: Vec<String>,
+    pub advertise_peer_urls: Vec<String>,
+    pub initial_cluster_token: String,
+    pub max_txn_ops: usize,
+    pub max_request_bytes: usize,
+    pub force_epoll: bool,
+    pub cores: usize,
+}
+
+/// Called once every core is listening (tests and the binary log it).
+pub struct Started {
+    pub backend: Backend,
+    pub client_addrs: Vec<SocketAddr>,
+}
+
+/// Runs the server until a fatal error. Blocks the calling thread.
+pub fn run(config: ServerConfig, on_started: impl FnOnce(&Started) + Send + 'static) -> Result<(), String> {
+    assert!(config.cores >= 1, "at least one core");
+    assert!(!config.listen_client.is_empty(), "at least one client URL");
+    let data_dir = DataDir::open(&config.data_dir, &config.name, &config.initial_cluster_token, &config.advertise_peer_urls)
+        .map_err(|e| e.to_string())?;
+    let identity = data_dir.identity();
+
+    // Bind every listener up front so that address errors are reported
+    // before any thread starts; each core gets its own socket on the same
+    // address (SO_REUSEPORT).
+    let mut per_core_listeners: Vec<Vec<std::net::TcpListener>> = Vec::new();
+    let mut bound: Vec<SocketAddr> = Vec::new();
+    for core in 0..config.cores {
+        let mut listeners = Vec::new();
+        for (i, addr) in config.listen_client.iter().enumerate() {
+            // Port 0 is resolved by the first core; the others reuse it.
+            let addr = if core == 0 { *addr } else { bound[i] };
+            let l = bind_reuseport(addr).map_err(|e| format!("listen on {addr}: {e}"))?;
+            if core == 0 {
+                bound.push(l.local_addr().map_err(|e| e.to_string())?);
+            }
+            listeners.push(l);
+        }
+        per_core_listeners.push(listeners);
+    }
+
+    let mut metrics_listeners = Vec::new();
+    for addr in &config.listen_metrics {
+        let l = bind_reuseport(*addr).map_err(|e| format!("listen on {addr}: {e}"))?;
+        metrics_listeners.push(l);
+    }
+    let mut metrics_listeners = Some(metrics_listeners);
+
+    let (handle, inbox) = shard::channel();
+    let shared = Arc::new(Shared {
+        shard: handle,
+        identity,
+        name: config.name.clone(),
+        client_urls: config.advertise_client_urls.clone(),
+        peer_urls: config.advertise_peer_urls.clone(),
+        max_txn_ops: config.max_txn_ops,
+        max_request_bytes: config.max_request_bytes,
+        alarms: Mutex::new(Vec::new()),
+    });
+
+    let fatal: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+    let on_started: Arc<Mutex<Option<Box<dyn FnOnce(&Started) + Send>>>> = Arc::new(Mutex::new(Some(Box::new(on_started))));
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Backend>();
+    let mut inbox = Some(inbox);
+    let mut data_dir = Some(data_dir);
+    let mut threads = Vec::new();
+    for (core, listeners) in per_core_listeners.into_iter().enumerate() {
+        let shared = shared.clone();
+        let inbox = if core == 0 { inbox.take() } else { None };
+        let data_dir = if core == 0 { data_dir.take() } else { None };
+        let metrics_listeners = if core == 0 { metrics_listeners.take().unwrap_or_default() } else { Vec::new() };
+        let force_epoll = config.force_epoll;
+        let ready_tx = ready_tx.clone();
+        let fatal = fatal.clone();
+        let t = std::thread::Builder::new()
+            .name(format!("kvik-core-{core}"))
+            .spawn(move || {
+                let (runtime, backend) = match rt::build_runtime(force_epoll) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        *fatal.lock().unwrap() = Some(format!("core {core}: cannot build runtime: {e}"));
+                        std::process::exit(1);
+                    }
+                };
+                runtime.block_on(async move {
+                    if let (Some(inbox), Some(data_dir)) = (inbox, data_dir) {
+                        // The shard must be running (WAL replayed) before
+                        // anyone is told the server is up.
+                        let shard = match shard::Shard::open_dir(data_dir, shared.max_txn_ops).await {
+                            Ok(s) => s,
+                            Err(e) => {
+                                tracing::error!("cannot open the keyspace: {e}");
+                                eprintln!("kvik: {e}");
+                                std::process::exit(1);
+                            }
+                        };
+                        compio::runtime::spawn(async move {
+                            if let Err(e) = shard.run(inbox).await {
+                                tracing::error!("fatal: {e}; stopping");
+                                eprintln!("kvik: fatal: {e}");
+                                std::process::exit(2);
+                            }
+                        })
+                        .detach();
+                    }
+                    for l in metrics_listeners {
+                        let l = compio::net::TcpListener::from_std(l).expect("register listener");
+                        compio::runtime::spawn(crate::metrics::serve(l)).detach();
+                    }
+                    let router = Router::new(shared.clone());
+                    for l in listeners {
+                        let l = compio::net::TcpListener::from_std(l).expect("register listener");
+                        compio::runtime::spawn(accept_loop(l, router.clone())).detach();
+                    }
+                    let _ = ready_tx.send(backend);
+                    // Park this task forever; the spawned tasks do the work.
+                    std::future::pending::<()>().await;
+                });
+            })
+            .map_err(|e| e.to_string())?;
+        threads.push(t);
+    }
+    drop(ready_tx);
+    let mut backend = None;
+    for _ in 0..config.cores {
+        match ready_rx.recv() {
+            Ok(b) => backend = Some(b),
+            Err(_) => break,
+        }
+    }
+    let Some(backend) = backend else {
+        return Err(fatal.lock().unwrap().clone().unwrap_or_else(|| "a core failed to start".into()));
+    };
+    if let Some(f) = on_started.lock().unwrap().take() {
+        f(&Started { backend, client_addrs: bound });
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+    let msg = fatal.lock().unwrap().clone().unwrap_or_else(|| "all cores stopped".into());
+    Err(msg)
+}
+
+fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+async fn accept_loop(listener: compio::net::TcpListener, router: Router) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _peer)) => {
+                let _ = stream.set_nodelay(true);
+                let router = router.clone();
+                compio::runtime::spawn(async move {
+                    let io = cyper_core::HyperStream::new_plain(stream);
+                    let mut builder = hyper::server::conn::http2::Builder::new(LocalExec);
+                    builder
+                        .timer(cyper_core::CompioTimer)
+                        // etcd's --max-concurrent-streams default: 2^32-1.
+                        .max_concurrent_streams(u32::MAX)
+                        .keep_alive_interval(Some(Duration::from_secs(7200)))
+                        .keep_alive_timeout(Duration::from_secs(20));
+                    if let Err(e) = builder.serve_connection(io, router).await {
+                        tracing::debug!("connection ended: {e}");
+                    }
+                })
+                .detach();
+            }
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!("accept failed: {e}");
+                compio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+type BoxResponse = Pin<Box<dyn Future<Output = Result<Response<tonic::body::Body>, Infallible>>>>;
+
+/// Routes each HTTP/2 request to its gRPC service by path prefix; unknown
+/// paths answer `unimplemented`.
+#[derive(Clone)]
+pub struct Router {
+    kv: pb::kv_server::KvServer<KvService>,
+    maintenance: pb::maintenance_server::MaintenanceServer<MaintenanceService>,
+    cluster: pb::cluster_server::ClusterServer<ClusterService>,
+}
+
+impl Router {
+    pub fn new(shared: Arc<Shared>) -> Router {
+        // etcd's gRPC receive limit is --max-request-bytes plus 512 KiB; its
+        // send limit is effectively unbounded.
+        let recv_max = shared.max_request_bytes + grpc_overhead_bytes;
+        Router {
+            kv: pb::kv_server::KvServer::new(KvService::new(shared.clone()))
+                .max_decoding_message_size(recv_max)
+                .max_encoding_message_size(usize::MAX),
+            maintenance: pb::maintenance_server::MaintenanceServer::new(MaintenanceService::new(shared.clone()))
+                .max_decoding_message_size(recv_max)
+                .max_encoding_message_size(usize::MAX),
+            cluster: pb::cluster_server::ClusterServer::new(ClusterService::new(shared))
+                .max_decoding_message_size(recv_max)
+                .max_encoding_message_size(usize::MAX),
+        }
+    }
+}
+
+impl hyper::service::Service<Request<Incoming>> for Router {
+    type Response = Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxResponse;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        let deadline = grpc_timeout(&req);
+        let path = req.uri().path();
+        let fut: BoxResponse = if path.starts_with("/etcdserverpb.KV/") {
+            let mut s = self.kv.clone();
+            Box::pin(async move { s.call(req).await })
+        } else if path.starts_with("/etcdserverpb.Maintenance/") {
+            let mut s = self.maintenance.clone();
+            Box::pin(async move { s.call(req).await })
+        } else if path.starts_with("/etcdserverpb.Cluster/") {
+            let mut s = self.cluster.clone();
+            Box::pin(async move { s.call(req).await })
+        } else {
+            let status = tonic::Status::unimplemented(format!("unknown service {}", service_of(path)));
+            return Box::pin(async move { Ok(status.into_http()) });
+        };
+        match deadline {
+            None => fut,
+            Some(d) => Box::pin(async move {
+                match compio::time::timeout(d, fut).await {
+                    Ok(r) => r,
+                    Err(_) => Ok(tonic::Status::deadline_exceeded("context deadline exceeded").into_http()),
+                }
+            }),
+        }
+    }
+}
+
+fn service_of(path: &str) -> &str {
+    path.trim_start_matches('/').split('/').next().unwrap_or("")
+}
+
+/// Parses gRPC's `grpc-timeout` header ("100m", "5S", ...). The generated
+/// services ignore it, so the router enforces it.
+fn grpc_timeout<B>(req: &Request<B>) -> Option<Duration> {
+    let v = req.headers().get("grpc-timeout")?.to_str().ok()?;
+    if v.len() < 2 || v.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = v.split_at(v.len() - 1);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_grpc_timeout() {
+        let mk = |v: &str| Request::builder().header("grpc-timeout", v).body(()).unwrap();
+        assert_eq!(grpc_timeout(&mk("100m")), Some(Duration::from_millis(100)));
+        assert_eq!(grpc_timeout(&mk("2S")), Some(Duration::from_secs(2)));
+        assert_eq!(grpc_timeout(&mk("1H")), Some(Duration::from_secs(3600)));
+        assert_eq!(grpc_timeout(&mk("5x")), None);
+        assert_eq!(grpc_timeout(&mk("m")), None);
+        assert_eq!(grpc_timeout(&Request::builder().body(()).unwrap()), None);
+    }
+}

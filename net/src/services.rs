@@ -1,0 +1,364 @@
+//! etcd's gRPC services over the shard. Handlers are `Send` futures: they
+//! validate and convert on the connection's core, then hand engine requests
+//! to the shard through its channel and convert the answer back.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use prost::Message;
+use tonic::{Request, Response, Status};
+
+use crate::convert;
+use crate::datadir::Identity;
+use crate::errors::{self, EtcdError};
+use crate::pb::etcdserverpb as pb;
+use crate::shard::{Revisioned, ShardError, ShardHandle};
+
+/// The etcd API version kvik reports in Status. Kubernetes enables its
+/// consistent reads from 3.5.13; kvik serves the 3.6 API.
+pub const etcd_api_version: &str = "3.6.0";
+/// Bytes etcd adds around a request when it wraps it for the log
+/// (InternalRaftRequest header and field tags); counted against
+/// `--max-request-bytes` like etcd does.
+pub const internal_request_overhead_bytes: usize = 24;
+
+/// State every core's services share.
+pub struct Shared {
+    pub shard: ShardHandle,
+    pub identity: Identity,
+    pub name: String,
+    pub client_urls: Vec<String>,
+    pub peer_urls: Vec<String>,
+    pub max_txn_ops: usize,
+    pub max_request_bytes: usize,
+    pub alarms: Mutex<Vec<pb::AlarmMember>>,
+}
+
+impl Shared {
+    fn header(&self, revision: i64, raft_term: u64) -> Option<pb::ResponseHeader> {
+        Some(pb::ResponseHeader {
+            cluster_id: self.identity.cluster_id,
+            member_id: self.identity.member_id,
+            revision,
+            raft_term,
+        })
+    }
+
+    fn header_of<T>(&self, r: &Revisioned<T>) -> Option<pb::ResponseHeader> {
+        self.header(r.revision, r.raft_term)
+    }
+
+    /// etcd refuses a proposal whose encoded request exceeds
+    /// `--max-request-bytes`.
+    fn check_size(&self, encoded_len: usize) -> Result<(), Status> {
+        if encoded_len + internal_request_overhead_bytes > self.max_request_bytes {
+            return Err(errors::REQUEST_TOO_LARGE.status());
+        }
+        Ok(())
+    }
+
+    fn limits(&self) -> engine::Limits {
+        engine::Limits { txn_ops_max: self.max_txn_ops }
+    }
+}
+
+fn status_of(e: ShardError) -> Status {
+    match e {
+        ShardError::Engine(e) => convert::engine_error(&e).status(),
+        ShardError::Stopped => errors::STOPPED.status(),
+    }
+}
+
+fn engine_status(e: engine::Error) -> Status {
+    convert::engine_error(&e).status()
+}
+
+fn etcd_status(e: EtcdError) -> Status {
+    e.status()
+}
+
+#[derive(Clone)]
+pub struct KvService {
+    shared: Arc<Shared>,
+}
+
+impl KvService {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        KvService { shared }
+    }
+
+    async fn range_inner(&self, req: pb::RangeRequest) -> Result<pb::RangeResponse, Status> {
+        let req = convert::range_from_pb(req).map_err(etcd_status)?;
+        engine::validate_range(&req).map_err(engine_status)?;
+        let r = self.shared.shard.range(req).await.map_err(status_of)?;
+        let header = self.shared.header_of(&r);
+        Ok(convert::range_to_pb(r.value, header))
+    }
+}
+
+type BoxStream<T> = Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl pb::kv_server::Kv for KvService {
+    async fn range(&self, request: Request<pb::RangeRequest>) -> Result<Response<pb::RangeResponse>, Status> {
+        self.range_inner(request.into_inner()).await.map(Response::new)
+    }
+
+    type RangeStreamStream = BoxStream<pb::RangeStreamResponse>;
+
+    async fn range_stream(
+        &self,
+        request: Request<pb::RangeRequest>,
+    ) -> Result<Response<Self::RangeStreamStream>, Status> {
+        // The whole answer as a single chunk: a valid stream of one.
+        let resp = self.range_inner(request.into_inner()).await?;
+        let chunk = pb::RangeStreamResponse { range_response: Some(resp) };
+        Ok(Response::new(Box::pin(tokio_stream::once(Ok(chunk)))))
+    }
+
+    async fn put(&self, request: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
+        let req = request.into_inner();
+        self.shared.check_size(req.encoded_len())?;
+        let req = convert::put_from_pb(req);
+        engine::validate_put(&req).map_err(engine_status)?;
+        let r = self.shared.shard.write(engine::Command::Put(req)).await.map_err(status_of)?;
+        let header = self.shared.header_of(&r);
+        match r.value {
+            engine::Applied::Put(p) => Ok(Response::new(convert::put_to_pb(p, header))),
+            other => unreachable!("a put applies as a put, got {other:?}"),
+        }
+    }
+
+    async fn delete_range(
+        &self,
+        request: Request<pb::DeleteRangeRequest>,
+    ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
+        let req = request.into_inner();
+        self.shared.check_size(req.encoded_len())?;
+        let req = convert::delete_from_pb(req);
+        engine::validate_delete(&req).map_err(engine_status)?;
+        let r = self.shared.shard.write(engine::Command::DeleteRange(req)).await.map_err(status_of)?;
+        let header = self.shared.header_of(&r);
+        match r.value {
+            engine::Applied::DeleteRange(d) => Ok(Response::new(convert::delete_to_pb(d, header))),
+            other => unreachable!("a delete applies as a delete, got {other:?}"),
+        }
+    }
+
+    async fn txn(&self, request: Request<pb::TxnRequest>) -> Result<Response<pb::TxnResponse>, Status> {
+        let req = request.into_inner();
+        self.shared.check_size(req.encoded_len())?;
+        let req = convert::txn_from_pb(req).map_err(etcd_status)?;
+        engine::validate_txn(&req, &self.shared.limits()).map_err(engine_status)?;
+        let r = if convert::is_read_only(&req) {
+            // Read-only transactions take no revision and no log entry.
+            self.shared.shard.read_txn(req).await.map_err(status_of)?
+        } else {
+            self.shared.shard.write(engine::Command::Txn(req)).await.map_err(status_of)?
+        };
+        let header = self.shared.header_of(&r);
+        match r.value {
+            engine::Applied::Txn(t) => Ok(Response::new(convert::txn_to_pb(t, header))),
+            other => unreachable!("a txn applies as a txn, got {other:?}"),
+        }
+    }
+
+    async fn compact(
+        &self,
+        request: Request<pb::CompactionRequest>,
+    ) -> Result<Response<pb::CompactionResponse>, Status> {
+        let req = request.into_inner();
+        let cmd = engine::Command::Compact(engine::CompactionRequest { revision: req.revision, physical: req.physical });
+        let r = self.shared.shard.write(cmd).await.map_err(status_of)?;
+        Ok(Response::new(pb::CompactionResponse { header: self.shared.header_of(&r) }))
+    }
+}
+
+#[derive(Clone)]
+pub struct MaintenanceService {
+    shared: Arc<Shared>,
+}
+
+impl MaintenanceService {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        MaintenanceService { shared }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::maintenance_server::Maintenance for MaintenanceService {
+    async fn alarm(&self, request: Request<pb::AlarmRequest>) -> Result<Response<pb::AlarmResponse>, Status> {
+        use pb::alarm_request::AlarmAction;
+        let req = request.into_inner();
+        let status = self.shared.shard.status().await.map_err(status_of)?;
+        let mut alarms = self.shared.alarms.lock().unwrap();
+        let all_members = req.member_id == 0;
+        let matches = |a: &pb::AlarmMember| {
+            (all_members || a.member_id == req.member_id) && (req.alarm == 0 || a.alarm == req.alarm)
+        };
+        let out = match AlarmAction::try_from(req.action) {
+            Ok(AlarmAction::Get) => alarms.iter().filter(|a| req.alarm == 0 || a.alarm == req.alarm).cloned().collect(),
+            Ok(AlarmAction::Activate) => {
+                if req.alarm == 0 {
+                    Vec::new()
+                } else {
+                    let member_id = if all_members { self.shared.identity.member_id } else { req.member_id };
+                    let m = pb::AlarmMember { member_id, alarm: req.alarm };
+                    if !alarms.contains(&m) {
+                        alarms.push(m);
+                    }
+                    vec![m]
+                }
+            }
+            Ok(AlarmAction::Deactivate) => {
+                let (removed, kept): (Vec<_>, Vec<_>) = alarms.drain(..).partition(|a| matches(a));
+                *alarms = kept;
+                removed
+            }
+            Err(_) => return Err(Status::invalid_argument("etcdserver: unknown alarm action")),
+        };
+        Ok(Response::new(pb::AlarmResponse { header: self.shared.header(status.revision, status.raft_term), alarms: out }))
+    }
+
+    async fn status(&self, _request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
+        let s = self.shared.shard.status().await.map_err(status_of)?;
+        let errors = self
+            .shared
+            .alarms
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|a| format!("memberID:{} alarm:{} ", a.member_id, alarm_name(a.alarm)))
+            .collect();
+        Ok(Response::new(pb::StatusResponse {
+            header: self.shared.header(s.revision, s.raft_term),
+            version: etcd_api_version.to_string(),
+            db_size: s.db_size_bytes as i64,
+            leader: self.shared.identity.member_id,
+            raft_index: s.raft_index,
+            raft_term: s.raft_term,
+            raft_applied_index: s.applied_index,
+            errors,
+            db_size_in_use: s.db_size_in_use_bytes as i64,
+            is_learner: false,
+            storage_version: etcd_api_version.to_string(),
+            db_size_quota: 0,
+            downgrade_info: Some(pb::DowngradeInfo { enabled: false, target_version: String::new() }),
+        }))
+    }
+
+    async fn defragment(
+        &self,
+        _request: Request<pb::DefragmentRequest>,
+    ) -> Result<Response<pb::DefragmentResponse>, Status> {
+        // The in-memory store has nothing to defragment.
+        let s = self.shared.shard.status().await.map_err(status_of)?;
+        Ok(Response::new(pb::DefragmentResponse { header: self.shared.header(s.revision, s.raft_term) }))
+    }
+
+    async fn hash(&self, _request: Request<pb::HashRequest>) -> Result<Response<pb::HashResponse>, Status> {
+        let r = self.shared.shard.hash().await.map_err(status_of)?;
+        Ok(Response::new(pb::HashResponse { header: self.shared.header_of(&r), hash: r.value }))
+    }
+
+    async fn hash_kv(&self, request: Request<pb::HashKvRequest>) -> Result<Response<pb::HashKvResponse>, Status> {
+        let r = self.shared.shard.hash_kv(request.into_inner().revision).await.map_err(status_of)?;
+        Ok(Response::new(pb::HashKvResponse {
+            header: self.shared.header_of(&r),
+            hash: r.value.hash,
+            compact_revision: r.value.compact_revision,
+            hash_revision: r.value.hash_revision,
+        }))
+    }
+
+    type SnapshotStream = BoxStream<pb::SnapshotResponse>;
+
+    async fn snapshot(&self, _request: Request<pb::SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
+        Err(Status::unimplemented("kvik: snapshot is not supported yet"))
+    }
+
+    async fn move_leader(
+        &self,
+        _request: Request<pb::MoveLeaderRequest>,
+    ) -> Result<Response<pb::MoveLeaderResponse>, Status> {
+        // A single member is always the leader: etcd answers a transfer to a
+        // member that is not a voter with this error.
+        Err(errors::BAD_LEADER_TRANSFEREE.status())
+    }
+
+    async fn downgrade(&self, _request: Request<pb::DowngradeRequest>) -> Result<Response<pb::DowngradeResponse>, Status> {
+        Err(errors::INVALID_DOWNGRADE_TARGET_VERSION.status())
+    }
+}
+
+fn alarm_name(a: i32) -> &'static str {
+    match pb::AlarmType::try_from(a) {
+        Ok(pb::AlarmType::Nospace) => "NOSPACE",
+        Ok(pb::AlarmType::Corrupt) => "CORRUPT",
+        _ => "NONE",
+    }
+}
+
+#[derive(Clone)]
+pub struct ClusterService {
+    shared: Arc<Shared>,
+}
+
+impl ClusterService {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        ClusterService { shared }
+    }
+
+    fn members(&self) -> Vec<pb::Member> {
+        vec![pb::Member {
+            id: self.shared.identity.member_id,
+            name: self.shared.name.clone(),
+            peer_ur_ls: self.shared.peer_urls.clone(),
+            client_ur_ls: self.shared.client_urls.clone(),
+            is_learner: false,
+        }]
+    }
+}
+
+/// Membership changes need Raft; until then they are refused as etcd
+/// refuses changes it cannot make safely.
+fn membership_unsupported() -> Status {
+    Status::unimplemented("kvik: membership changes need Raft, which this build does not have yet")
+}
+
+#[tonic::async_trait]
+impl pb::cluster_server::Cluster for ClusterService {
+    async fn member_add(&self, _r: Request<pb::MemberAddRequest>) -> Result<Response<pb::MemberAddResponse>, Status> {
+        Err(membership_unsupported())
+    }
+
+    async fn member_remove(
+        &self,
+        _r: Request<pb::MemberRemoveRequest>,
+    ) -> Result<Response<pb::MemberRemoveResponse>, Status> {
+        Err(membership_unsupported())
+    }
+
+    async fn member_update(
+        &self,
+        _r: Request<pb::MemberUpdateRequest>,
+    ) -> Result<Response<pb::MemberUpdateResponse>, Status> {
+        Err(membership_unsupported())
+    }
+
+    async fn member_list(&self, _r: Request<pb::MemberListRequest>) -> Result<Response<pb::MemberListResponse>, Status> {
+        let s = self.shared.shard.status().await.map_err(status_of)?;
+        Ok(Response::new(pb::MemberListResponse {
+            header: self.shared.header(s.revision, s.raft_term),
+            members: self.members(),
+        }))
+    }
+
+    async fn member_promote(
+        &self,
+        _r: Request<pb::MemberPromoteRequest>,
+    ) -> Result<Response<pb::MemberPromoteResponse>, Status> {
+        // etcd's answer when the member to promote is not a learner.
+        Err(errors::MEMBER_NOT_LEARNER.status())
+    }
+}
