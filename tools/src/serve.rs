@@ -1,0 +1,112 @@
+//! The `kvik` server command: etcd's command line in, a running server out.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use crate::config::{Config, ConfigError};
+use crate::flags;
+
+/// Runs the server; returns the process exit status.
+pub fn main(args: Vec<String>, env: Vec<(String, String)>) -> i32 {
+    let config = match Config::from_args_env(args, env) {
+        Ok(c) => c,
+        Err(ConfigError::HelpRequested) => {
+            println!("{}", flags::help_text());
+            return 0;
+        }
+        Err(ConfigError::VersionRequested) => {
+            println!("{}", flags::version_text());
+            return 0;
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            if e.shows_usage() {
+                eprintln!("{}", flags::usage());
+            }
+            return e.exit_code();
+        }
+    };
+    init_logging(&config.log_level);
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    let metrics = match metrics_addrs(&config) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("kvik: {e}");
+            return 1;
+        }
+    };
+    for f in &config.not_yet_effective {
+        if f != "--listen-metrics-urls" {
+            tracing::warn!("{f} is accepted but has no effect yet in kvik");
+        }
+    }
+    if let Err(e) = config.check_bootstrap() {
+        eprintln!("{e}");
+        return 1;
+    }
+    let server = net::server::ServerConfig {
+        name: config.name.clone(),
+        data_dir: config.data_dir.clone(),
+        listen_client: config.listen_client_urls.iter().map(|u| u.addr).collect(),
+        listen_metrics: metrics,
+        advertise_client_urls: config.advertise_client_urls.clone(),
+        advertise_peer_urls: config.initial_advertise_peer_urls.clone(),
+        initial_cluster_token: config.initial_cluster_token.clone(),
+        max_txn_ops: config.max_txn_ops,
+        max_request_bytes: config.max_request_bytes,
+        force_epoll: config.force_epoll,
+        cores: config.cores.max(1),
+    };
+    tracing::info!(
+        "starting kvik {} (etcd API {}) name={} data-dir={} cores={}",
+        env!("CARGO_PKG_VERSION"),
+        net::services::etcd_api_version,
+        server.name,
+        server.data_dir.display(),
+        server.cores
+    );
+    let urls: Vec<String> = config.listen_client_urls.iter().map(|u| u.url.clone()).collect();
+    let result = net::server::run(server, move |started| {
+        tracing::info!("I/O backend: {}", started.backend);
+        for (url, addr) in urls.iter().zip(&started.client_addrs) {
+            tracing::info!("serving client requests on {url} ({addr})");
+        }
+    });
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("kvik: {e}");
+            1
+        }
+    }
+}
+
+fn metrics_addrs(config: &Config) -> Result<Vec<SocketAddr>, String> {
+    let mut out = Vec::new();
+    for u in config.flags.urls("listen-metrics-urls") {
+        if u.scheme() != "http" {
+            return Err(format!("--listen-metrics-urls {u}: only http is supported yet"));
+        }
+        let ip: IpAddr = match u.hostname() {
+            "localhost" | "" => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            h => h.parse().map_err(|_| format!("--listen-metrics-urls {u}: expected an IP address"))?,
+        };
+        let port: u16 = u.port().parse().map_err(|_| format!("--listen-metrics-urls {u}: bad port"))?;
+        out.push(SocketAddr::new(ip, port));
+    }
+    Ok(out)
+}
+
+fn init_logging(level: &str) {
+    let level = match level {
+        "debug" => "debug",
+        "warn" => "warn",
+        "error" | "dpanic" | "panic" | "fatal" => "error",
+        _ => "info",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KVIK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}

@@ -1,0 +1,227 @@
+//! Real-process test harness: starts `kvik` and real etcd 3.7.2 with
+//! temporary data directories and ports found by binding to :0, waits for
+//! them by polling, and kills them on drop.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use net::pb::etcdserverpb as pb;
+
+/// How long a server may take to start before the test fails.
+pub const start_deadline: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Kvik,
+    Etcd,
+}
+
+pub struct Server {
+    pub kind: Kind,
+    pub child: Option<Child>,
+    pub data_dir: PathBuf,
+    pub client_port: u16,
+    pub peer_port: u16,
+    pub extra_args: Vec<String>,
+    owns_dir: bool,
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let n: u64 = rand::random();
+    let dir = std::env::temp_dir().join(format!("kvik-test-{tag}-{n:016x}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+pub fn kvik_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_kvik"))
+}
+
+pub fn etcd_bin() -> PathBuf {
+    etcd_bin_vendored::etcd_bin_path().expect("etcd 3.7.2 binary for this platform").to_path_buf()
+}
+
+/// etcdctl 3.4 from Debian's `etcd-client` package. A missing tool fails the
+/// test, naming the install command.
+pub fn etcdctl_bin() -> PathBuf {
+    match Command::new("etcdctl").arg("version").env("ETCDCTL_API", "3").output() {
+        Ok(out) if out.status.success() => PathBuf::from("etcdctl"),
+        _ => panic!("etcdctl is missing: install it with `apt-get install etcd-client` (or run ./tools/test.sh)"),
+    }
+}
+
+impl Server {
+    pub fn start(kind: Kind) -> Server {
+        Server::start_in(kind, temp_dir(match kind {
+            Kind::Kvik => "kvik",
+            Kind::Etcd => "etcd",
+        }), true, &[])
+    }
+
+    pub fn start_with(kind: Kind, extra_args: &[&str]) -> Server {
+        let dir = temp_dir("kvik");
+        Server::start_in(kind, dir, true, extra_args)
+    }
+
+    pub fn start_in(kind: Kind, data_dir: PathBuf, owns_dir: bool, extra_args: &[&str]) -> Server {
+        let mut s = Server {
+            kind,
+            child: None,
+            data_dir,
+            client_port: free_port(),
+            peer_port: free_port(),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            owns_dir,
+        };
+        s.spawn();
+        s.wait_ready();
+        s
+    }
+
+    /// The command line the checks give etcd, given to either binary.
+    pub fn args(&self) -> Vec<String> {
+        let c = format!("http://127.0.0.1:{}", self.client_port);
+        let p = format!("http://127.0.0.1:{}", self.peer_port);
+        let mut args = vec![
+            "--name".into(),
+            "n1".into(),
+            "--data-dir".into(),
+            self.data_dir.join("data").display().to_string(),
+            "--listen-client-urls".into(),
+            c.clone(),
+            "--advertise-client-urls".into(),
+            c,
+            "--listen-peer-urls".into(),
+            p.clone(),
+            "--initial-advertise-peer-urls".into(),
+            p.clone(),
+            "--initial-cluster".into(),
+            format!("n1={p}"),
+            "--initial-cluster-state".into(),
+            "new".into(),
+            "--quota-backend-bytes".into(),
+            "8589934592".into(),
+        ];
+        args.extend(self.extra_args.iter().cloned());
+        args
+    }
+
+    pub fn spawn(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let bin = match self.kind {
+            Kind::Kvik => kvik_bin(),
+            Kind::Etcd => etcd_bin(),
+        };
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data_dir.join("server.log"))
+            .unwrap();
+        let child = Command::new(bin)
+            .args(self.args())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start server");
+        self.child = Some(child);
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    pub fn endpoint_host(&self) -> String {
+        format!("127.0.0.1:{}", self.client_port)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("server.log")).unwrap_or_default()
+    }
+
+    /// Polls a Status call until it answers, or fails the test with the log.
+    pub fn wait_ready(&mut self) {
+        let deadline = Instant::now() + start_deadline;
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("{:?} exited during start-up ({status}):\n{}", self.kind, self.log());
+                }
+            }
+            let ok = rt.block_on(async {
+                let Ok(mut c) = pb::maintenance_client::MaintenanceClient::connect(self.endpoint()).await else {
+                    return false;
+                };
+                c.status(pb::StatusRequest {}).await.is_ok()
+            });
+            if ok {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{:?} did not start within {start_deadline:?}:\n{}", self.kind, self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: plain kill(2) on our own child.
+            unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+            let _ = child.wait();
+        }
+    }
+
+    /// Runs the binary to completion with the usual arguments plus `extra`,
+    /// for start-up refusals.
+    pub fn run_to_exit(kind: Kind, data_dir: &Path, extra: &[&str]) -> (i32, String) {
+        let s = Server {
+            kind,
+            child: None,
+            data_dir: data_dir.to_path_buf(),
+            client_port: free_port(),
+            peer_port: free_port(),
+            extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            owns_dir: false,
+        };
+        let bin = match kind {
+            Kind::Kvik => kvik_bin(),
+            Kind::Etcd => etcd_bin(),
+        };
+        let out = Command::new(bin).args(s.args()).output().unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.code().unwrap_or(-1), text)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+        if self.owns_dir && !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
+        }
+    }
+}
+
+/// Raw generated clients, for requests with every field under control.
+pub struct Raw {
+    pub kv: pb::kv_client::KvClient<tonic::transport::Channel>,
+    pub maintenance: pb::maintenance_client::MaintenanceClient<tonic::transport::Channel>,
+    pub cluster: pb::cluster_client::ClusterClient<tonic::transport::Channel>,
+}
+
+impl Raw {
+    pub async fn connect(endpoint: String) -> Raw {
+        let ch = tonic::transport::Endpoint::from_shared(endpoint).unwrap().connect().await.expect("connect");
+        Raw {
+            kv: pb::kv_client::KvClient::new(ch.clone()).max_decoding_message_size(usize::MAX),
+            maintenance: pb::maintenance_client::MaintenanceClient::new(ch.clone()),
+            cluster: pb::cluster_client::ClusterClient::new(ch),
+        }
+    }
+}
