@@ -103,6 +103,11 @@ impl DataDir {
         Ok(DataDir { path: path.to_path_buf(), identity, _lock: lock })
     }
 
+    /// Whether `path` already holds a member (its identity was written).
+    pub fn is_initialized(path: &Path) -> bool {
+        path.join(identity_file).exists()
+    }
+
     pub fn identity(&self) -> Identity {
         self.identity
     }

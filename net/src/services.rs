@@ -118,9 +118,10 @@ impl pb::kv_server::Kv for KvService {
 
     async fn put(&self, request: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
         let req = request.into_inner();
-        self.shared.check_size(req.encoded_len())?;
+        let encoded_len = req.encoded_len();
         let req = convert::put_from_pb(req);
         engine::validate_put(&req).map_err(engine_status)?;
+        self.shared.check_size(encoded_len)?;
         let r = self.shared.shard.write(engine::Command::Put(req)).await.map_err(status_of)?;
         let header = self.shared.header_of(&r);
         match r.value {
@@ -134,9 +135,10 @@ impl pb::kv_server::Kv for KvService {
         request: Request<pb::DeleteRangeRequest>,
     ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
         let req = request.into_inner();
-        self.shared.check_size(req.encoded_len())?;
+        let encoded_len = req.encoded_len();
         let req = convert::delete_from_pb(req);
         engine::validate_delete(&req).map_err(engine_status)?;
+        self.shared.check_size(encoded_len)?;
         let r = self.shared.shard.write(engine::Command::DeleteRange(req)).await.map_err(status_of)?;
         let header = self.shared.header_of(&r);
         match r.value {
@@ -147,13 +149,15 @@ impl pb::kv_server::Kv for KvService {
 
     async fn txn(&self, request: Request<pb::TxnRequest>) -> Result<Response<pb::TxnResponse>, Status> {
         let req = request.into_inner();
-        self.shared.check_size(req.encoded_len())?;
+        let encoded_len = req.encoded_len();
         let req = convert::txn_from_pb(req).map_err(etcd_status)?;
         engine::validate_txn(&req, &self.shared.limits()).map_err(engine_status)?;
         let r = if convert::is_read_only(&req) {
-            // Read-only transactions take no revision and no log entry.
+            // Read-only transactions take no revision and no log entry, so
+            // etcd never applies its proposal size limit to them.
             self.shared.shard.read_txn(req).await.map_err(status_of)?
         } else {
+            self.shared.check_size(encoded_len)?;
             self.shared.shard.write(engine::Command::Txn(req)).await.map_err(status_of)?
         };
         let header = self.shared.header_of(&r);

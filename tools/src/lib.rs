@@ -1,1 +1,5 @@
 //! tools
+
+pub mod config;
+pub mod flags;
+pub mod serve;

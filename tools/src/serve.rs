@@ -37,13 +37,15 @@ pub fn main(args: Vec<String>, env: Vec<(String, String)>) -> i32 {
         }
     };
     for f in &config.not_yet_effective {
-        if f != "--listen-metrics-urls" {
-            tracing::warn!("{f} is accepted but has no effect yet in kvik");
-        }
+        tracing::warn!("{f} is accepted but has no effect yet in kvik");
     }
-    if let Err(e) = config.check_bootstrap() {
-        eprintln!("{e}");
-        return 1;
+    // Like etcd, the bootstrap flags are checked only for a member that has
+    // no data yet; afterwards the data directory is the truth.
+    if !net::datadir::DataDir::is_initialized(&config.data_dir) {
+        if let Err(e) = config.check_bootstrap() {
+            eprintln!("{e}");
+            return 1;
+        }
     }
     let server = net::server::ServerConfig {
         name: config.name.clone(),
