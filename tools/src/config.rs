@@ -829,10 +829,14 @@ mod tests {
 
     #[test]
     fn flag_beats_its_variable() {
-        let c = Config::from_args_env(args(&["--name", "cli"]), env(&[("ETCD_NAME", "env")]))
-            .unwrap();
+        let c =
+            Config::from_args_env(args(&["--name", "cli"]), env(&[("ETCD_NAME", "env")])).unwrap();
         assert_eq!(c.name, "cli");
-        assert!(c.warnings.iter().any(|w| w.contains("ETCD_NAME")), "{:?}", c.warnings);
+        assert!(
+            c.warnings.iter().any(|w| w.contains("ETCD_NAME")),
+            "{:?}",
+            c.warnings
+        );
         // A flag and another flag's variable are fine.
         let c = Config::from_args_env(args(&["--name", "cli"]), env(&[("ETCD_DATA_DIR", "x")]))
             .unwrap();
@@ -1066,7 +1070,6 @@ mod tests {
                 "--election-timeout",
                 "--auto-compaction-retention",
                 "--auto-compaction-mode",
-                "--listen-metrics-urls",
                 "--metrics",
                 "--grpc-keepalive-min-time",
                 "--experimental-watch-progress-notify-interval",
