@@ -522,7 +522,7 @@ fn variants(desc: &MessageDescriptor) -> usize {
 /// A non-default value for `field`; `item` distinguishes list elements.
 fn sample(field: &FieldDescriptor, variant: usize, item: usize, depth: usize) -> Value {
     let n = i64::from(field.number()) + 16 * item as i64 + 256 * variant as i64;
-    let negative = variant % 2 == 0;
+    let negative = variant & 1 == 0;
     let signed = |v: i64| if negative { -v - 1 } else { v + 1 };
     match field.kind() {
         Kind::Double => Value::F64(n as f64 + 0.25),

@@ -156,9 +156,13 @@ impl Server {
                 }
             }
             let ok = rt.block_on(async {
-                let Ok(mut c) = pb::maintenance_client::MaintenanceClient::connect(self.endpoint()).await else {
+                let Ok(ep) = tonic::transport::Endpoint::from_shared(self.endpoint()) else {
                     return false;
                 };
+                let Ok(ch) = ep.connect().await else {
+                    return false;
+                };
+                let mut c = pb::maintenance_client::MaintenanceClient::new(ch);
                 c.status(pb::StatusRequest {}).await.is_ok()
             });
             if ok {
