@@ -60,8 +60,8 @@ pub struct DataDir {
     _lock: File,
 }
 
-const identity_file: &str = "member.id";
-const identity_magic: &str = "kvik-member v1";
+const IDENTITY_FILE: &str = "member.id";
+const IDENTITY_MAGIC: &str = "kvik-member v1";
 
 impl DataDir {
     /// Opens (creating if needed) and locks `path`. A new directory gets a
@@ -90,12 +90,12 @@ impl DataDir {
         if rc != 0 {
             return Err(DataDirError::Locked { path: path.to_path_buf() });
         }
-        let id_path = path.join(identity_file);
+        let id_path = path.join(IDENTITY_FILE);
         let identity = match std::fs::read_to_string(&id_path) {
             Ok(text) => parse_identity(&text).map_err(|reason| DataDirError::BadIdentity { path: id_path.clone(), reason })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let identity = new_identity(name, cluster_token, peer_urls);
-                write_atomically(path, identity_file, render_identity(identity).as_bytes()).map_err(io(&id_path))?;
+                write_atomically(path, IDENTITY_FILE, render_identity(identity).as_bytes()).map_err(io(&id_path))?;
                 identity
             }
             Err(e) => return Err(DataDirError::Io { path: id_path, err: e }),
@@ -105,7 +105,7 @@ impl DataDir {
 
     /// Whether `path` already holds a member (its identity was written).
     pub fn is_initialized(path: &Path) -> bool {
-        path.join(identity_file).exists()
+        path.join(IDENTITY_FILE).exists()
     }
 
     pub fn identity(&self) -> Identity {
@@ -137,12 +137,12 @@ fn new_identity(name: &str, cluster_token: &str, peer_urls: &[String]) -> Identi
 }
 
 fn render_identity(id: Identity) -> String {
-    format!("{identity_magic}\ncluster_id={:016x}\nmember_id={:016x}\n", id.cluster_id, id.member_id)
+    format!("{IDENTITY_MAGIC}\ncluster_id={:016x}\nmember_id={:016x}\n", id.cluster_id, id.member_id)
 }
 
 fn parse_identity(text: &str) -> Result<Identity, String> {
     let mut lines = text.lines();
-    if lines.next() != Some(identity_magic) {
+    if lines.next() != Some(IDENTITY_MAGIC) {
         return Err("bad header".into());
     }
     let mut field = |name: &str| -> Result<u64, String> {
@@ -200,7 +200,7 @@ mod tests {
     fn corrupt_identity_refused() {
         let dir = tempdir();
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(identity_file), "garbage").unwrap();
+        std::fs::write(dir.join(IDENTITY_FILE), "garbage").unwrap();
         assert!(matches!(
             DataDir::open(&dir, "n1", "tok", &[]),
             Err(DataDirError::BadIdentity { .. })

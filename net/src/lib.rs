@@ -11,8 +11,6 @@
 //! knows protobuf; conversions to and from the engine's types are in
 //! `convert`, and typed errors become gRPC statuses only here.
 
-#![allow(non_upper_case_globals)]
-
 pub mod convert;
 pub mod datadir;
 pub mod disk;

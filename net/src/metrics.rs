@@ -66,7 +66,7 @@ impl Metrics {
 }
 
 /// Request heads larger than this are refused.
-const request_head_bytes_max: usize = 8192;
+const REQUEST_HEAD_BYTES_MAX: usize = 8192;
 
 /// Serves `/metrics` and `/health` on one listener, one request per
 /// connection.
@@ -88,7 +88,7 @@ pub async fn serve(listener: compio::net::TcpListener) {
                 if head.windows(4).any(|w| w == b"\r\n\r\n") {
                     break;
                 }
-                if head.len() > request_head_bytes_max {
+                if head.len() > REQUEST_HEAD_BYTES_MAX {
                     return;
                 }
             }

@@ -22,7 +22,7 @@ use crate::services::{ClusterService, KvService, MaintenanceService, Shared};
 use crate::shard;
 
 /// gRPC's framing overhead that etcd allows on top of `--max-request-bytes`.
-pub const grpc_overhead_bytes: usize = 512 * 1024;
+pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
 /// Everything the server needs, already validated by the binary.
 #[derive(Debug, Clone)]
@@ -117,6 +117,9 @@ pub fn run(config: ServerConfig, on_started: impl FnOnce(&Started) + Send + 'sta
                         std::process::exit(1);
                     }
                 };
+                // Logged before this core listens, so a client that reached
+                // the server can already read which backend serves it.
+                tracing::info!("core {core}: I/O backend: {backend}");
                 runtime.block_on(async move {
                     if let (Some(inbox), Some(data_dir)) = (inbox, data_dir) {
                         // The shard must be running (WAL replayed) before
@@ -232,7 +235,7 @@ impl Router {
     pub fn new(shared: Arc<Shared>) -> Router {
         // etcd's gRPC receive limit is --max-request-bytes plus 512 KiB; its
         // send limit is effectively unbounded.
-        let recv_max = shared.max_request_bytes + grpc_overhead_bytes;
+        let recv_max = shared.max_request_bytes + GRPC_OVERHEAD_BYTES;
         Router {
             kv: pb::kv_server::KvServer::new(KvService::new(shared.clone()))
                 .max_decoding_message_size(recv_max)

@@ -16,11 +16,11 @@ use crate::shard::{Revisioned, ShardError, ShardHandle};
 
 /// The etcd API version kvik reports in Status. Kubernetes enables its
 /// consistent reads from 3.5.13; kvik serves the 3.6 API.
-pub const etcd_api_version: &str = "3.6.0";
+pub const ETCD_API_VERSION: &str = "3.6.0";
 /// Bytes etcd adds around a request when it wraps it for the log
 /// (InternalRaftRequest header and field tags); counted against
 /// `--max-request-bytes` like etcd does.
-pub const internal_request_overhead_bytes: usize = 24;
+pub const INTERNAL_REQUEST_OVERHEAD_BYTES: usize = 24;
 
 /// State every core's services share.
 pub struct Shared {
@@ -51,7 +51,7 @@ impl Shared {
     /// etcd refuses a proposal whose encoded request exceeds
     /// `--max-request-bytes`.
     fn check_size(&self, encoded_len: usize) -> Result<(), Status> {
-        if encoded_len + internal_request_overhead_bytes > self.max_request_bytes {
+        if encoded_len + INTERNAL_REQUEST_OVERHEAD_BYTES > self.max_request_bytes {
             return Err(errors::REQUEST_TOO_LARGE.status());
         }
         Ok(())
@@ -236,7 +236,7 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
             .collect();
         Ok(Response::new(pb::StatusResponse {
             header: self.shared.header(s.revision, s.raft_term),
-            version: etcd_api_version.to_string(),
+            version: ETCD_API_VERSION.to_string(),
             db_size: s.db_size_bytes as i64,
             leader: self.shared.identity.member_id,
             raft_index: s.raft_index,
@@ -245,7 +245,7 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
             errors,
             db_size_in_use: s.db_size_in_use_bytes as i64,
             is_learner: false,
-            storage_version: etcd_api_version.to_string(),
+            storage_version: ETCD_API_VERSION.to_string(),
             db_size_quota: 0,
             downgrade_info: Some(pb::DowngradeInfo { enabled: false, target_version: String::new() }),
         }))

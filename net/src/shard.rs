@@ -24,13 +24,13 @@ use crate::metrics::METRICS;
 use crate::rt::yield_now;
 
 /// Requests waiting in a shard's inbox before senders are pushed back.
-pub const inbox_requests_max: usize = 8192;
+pub const INBOX_REQUESTS_MAX: usize = 8192;
 /// Entries appended under one fsync at most.
-pub const batch_entries_max: usize = 4096;
+pub const BATCH_ENTRIES_MAX: usize = 4096;
 /// Messages handled before the shard yields to the core's other tasks.
-pub const inbox_budget_messages: usize = 256;
+pub const INBOX_BUDGET_MESSAGES: usize = 256;
 /// The Raft term of a single-member keyspace until Raft elections exist.
-pub const single_member_term: u64 = 1;
+pub const SINGLE_MEMBER_TERM: u64 = 1;
 
 /// What the shard answers besides the operation's own result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,7 +93,7 @@ pub struct Inbox {
 }
 
 pub fn channel() -> (ShardHandle, Inbox) {
-    let (tx, rx) = mpsc::channel(inbox_requests_max);
+    let (tx, rx) = mpsc::channel(INBOX_REQUESTS_MAX);
     (ShardHandle { tx }, Inbox { rx })
 }
 
@@ -174,7 +174,7 @@ impl<S: Storage + 'static> Shard<S> {
             );
         }
         let mut mvcc = Mvcc::new();
-        let mut term = single_member_term;
+        let mut term = SINGLE_MEMBER_TERM;
         let mut last_index = 0;
         for entry in &recovered.entries {
             let cmd = Command::decode(&entry.payload)
@@ -222,7 +222,7 @@ impl<S: Storage + 'static> Shard<S> {
         while open || inflight.is_some() || !self.pending.is_empty() {
             // Drain what is already queued, within a budget.
             let mut handled = 0;
-            while open && handled < inbox_budget_messages && self.pending.len() < batch_entries_max {
+            while open && handled < INBOX_BUDGET_MESSAGES && self.pending.len() < BATCH_ENTRIES_MAX {
                 match inbox.rx.try_recv() {
                     Ok(req) => self.handle(req),
                     Err(mpsc::error::TryRecvError::Empty) => break,
@@ -233,7 +233,7 @@ impl<S: Storage + 'static> Shard<S> {
             if inflight.is_none() && !self.pending.is_empty() {
                 inflight = Some(self.start_sync());
             }
-            if handled == inbox_budget_messages {
+            if handled == INBOX_BUDGET_MESSAGES {
                 yield_now().await;
                 // A sync may have finished meanwhile; poll it before waiting.
                 if let Some(fut) = inflight.as_mut() {
@@ -320,7 +320,7 @@ impl<S: Storage + 'static> Shard<S> {
     fn start_sync(&mut self) -> SyncFuture<S> {
         assert!(self.syncing.is_empty(), "one sync in flight at a time");
         let mut wal = self.wal.take().expect("WAL is home when no sync is in flight");
-        let n = self.pending.len().min(batch_entries_max);
+        let n = self.pending.len().min(BATCH_ENTRIES_MAX);
         self.syncing.extend(self.pending.drain(..n));
         self.sync_started = Some(std::time::Instant::now());
         for (cmd, _) in &self.syncing {

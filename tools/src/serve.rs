@@ -63,14 +63,13 @@ pub fn main(args: Vec<String>, env: Vec<(String, String)>) -> i32 {
     tracing::info!(
         "starting kvik {} (etcd API {}) name={} data-dir={} cores={}",
         env!("CARGO_PKG_VERSION"),
-        net::services::etcd_api_version,
+        net::services::ETCD_API_VERSION,
         server.name,
         server.data_dir.display(),
         server.cores
     );
     let urls: Vec<String> = config.listen_client_urls.iter().map(|u| u.url.clone()).collect();
     let result = net::server::run(server, move |started| {
-        tracing::info!("I/O backend: {}", started.backend);
         for (url, addr) in urls.iter().zip(&started.client_addrs) {
             tracing::info!("serving client requests on {url} ({addr})");
         }
@@ -110,5 +109,10 @@ fn init_logging(level: &str) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("KVIK_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

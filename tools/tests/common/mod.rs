@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use net::pb::etcdserverpb as pb;
 
 /// How long a server may take to start before the test fails.
-pub const start_deadline: Duration = Duration::from_secs(60);
+pub const START_DEADLINE: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -147,7 +147,7 @@ impl Server {
 
     /// Polls a Status call until it answers, or fails the test with the log.
     pub fn wait_ready(&mut self) {
-        let deadline = Instant::now() + start_deadline;
+        let deadline = Instant::now() + START_DEADLINE;
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         loop {
             if let Some(child) = self.child.as_mut() {
@@ -168,7 +168,7 @@ impl Server {
             if ok {
                 return;
             }
-            assert!(Instant::now() < deadline, "{:?} did not start within {start_deadline:?}:\n{}", self.kind, self.log());
+            assert!(Instant::now() < deadline, "{:?} did not start within {START_DEADLINE:?}:\n{}", self.kind, self.log());
             std::thread::sleep(Duration::from_millis(50));
         }
     }
