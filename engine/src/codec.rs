@@ -26,6 +26,9 @@ enum WireCommand {
     DeleteRange(DeleteRangeRequest),
     Txn(Vec<WireTxnNode>),
     Compact(CompactionRequest),
+    // New variants go last: an existing variant's tag must not change.
+    LeaseGrant { id: i64, ttl_secs: i64 },
+    LeaseRevoke { id: i64 },
 }
 
 /// One level of a transaction.
@@ -145,6 +148,11 @@ impl Command {
             Command::DeleteRange(d) => WireCommand::DeleteRange(d.clone()),
             Command::Txn(t) => WireCommand::Txn(flatten(t)),
             Command::Compact(c) => WireCommand::Compact(c.clone()),
+            Command::LeaseGrant { id, ttl_secs } => WireCommand::LeaseGrant {
+                id: *id,
+                ttl_secs: *ttl_secs,
+            },
+            Command::LeaseRevoke { id } => WireCommand::LeaseRevoke { id: *id },
         };
         let archive =
             rkyv::to_bytes::<rancor::Error>(&wire).expect("serializing to memory cannot fail");
@@ -169,6 +177,8 @@ impl Command {
             WireCommand::DeleteRange(d) => Command::DeleteRange(d),
             WireCommand::Txn(nodes) => Command::Txn(unflatten(nodes)?),
             WireCommand::Compact(c) => Command::Compact(c),
+            WireCommand::LeaseGrant { id, ttl_secs } => Command::LeaseGrant { id, ttl_secs },
+            WireCommand::LeaseRevoke { id } => Command::LeaseRevoke { id },
         })
     }
 }

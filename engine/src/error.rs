@@ -25,8 +25,13 @@ pub enum Error {
     Compacted,
     /// OutOfRange: the revision asked for is above the current revision.
     FutureRev,
-    /// NotFound: a put names a lease that does not exist.
+    /// NotFound: a put or a revoke names a lease that does not exist.
     LeaseNotFound,
+    /// FailedPrecondition: a grant names a lease id that already exists.
+    LeaseExists,
+    /// OutOfRange: a grant asks for more than
+    /// [`crate::LEASE_TTL_MAX_SECS`].
+    LeaseTtlTooLarge,
 }
 
 impl Error {
@@ -43,6 +48,8 @@ impl Error {
             Error::Compacted => "etcdserver: mvcc: required revision has been compacted",
             Error::FutureRev => "etcdserver: mvcc: required revision is a future revision",
             Error::LeaseNotFound => "etcdserver: requested lease not found",
+            Error::LeaseExists => "etcdserver: lease already exists",
+            Error::LeaseTtlTooLarge => "etcdserver: too large lease TTL",
         }
     }
 }

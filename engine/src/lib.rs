@@ -4,10 +4,15 @@
 //! - etcd v3's MVCC semantics for one keyspace: puts, deletes, transactions,
 //!   ranges, compaction, and the `HashKV` hash, reproducing etcd 3.7 down to
 //!   its quirks (each rule names the etcd function it follows);
+//! - the deterministic part of etcd's leases: grant, revoke (deleting the
+//!   attached keys) and which keys are attached to which lease; expiry is
+//!   the server's, which logs a revoke;
+//! - the watch events every write produces ([`Mvcc::take_events`]) and the
+//!   history read a lagging watcher catches up with ([`Mvcc::events`]);
 //! - the revision rules: a fresh store is at revision 1; every write command
 //!   that changes something takes exactly one new revision, shared by all its
-//!   writes as sub-revisions; reads, failed commands and no-op deletes take
-//!   none;
+//!   writes as sub-revisions; reads, failed commands, no-op deletes, lease
+//!   grants and revokes of leases without keys take none;
 //! - the stateless request validation etcd's API layer does before proposing
 //!   (`validate_*`);
 //! - the command codec: how a [`Command`] is stored in, and replayed from, the
@@ -18,8 +23,9 @@
 //! order and maps its typed results and errors onto the wire. Applying the
 //! same commands in the same order yields identical state and responses.
 //!
-//! Module boundary: `store` holds versions by key (the part a persistent
-//! revision store replaces later); `mvcc` holds the semantics.
+//! Module boundary: `store` holds versions by key and by revision (the part
+//! a persistent revision store replaces later); `mvcc` holds the semantics,
+//! the lease registry and the watch events.
 
 mod codec;
 mod error;
@@ -35,9 +41,9 @@ pub use error::{DecodeError, Error};
 pub use mvcc::Mvcc;
 pub use types::{
     Applied, Command, CompactionRequest, Compare, CompareResult, CompareTarget, DeleteRangeRequest,
-    DeleteRangeResponse, HashKv, KeyValue, Limits, PutRequest, PutResponse, RangeRequest,
-    RangeResponse, RequestOp, ResponseOp, SortOrder, SortTarget, TxnRequest, TxnResponse,
-    TXN_OPS_MAX_DEFAULT,
+    DeleteRangeResponse, Event, EventKind, HashKv, KeyValue, Limits, PutRequest, PutResponse,
+    RangeRequest, RangeResponse, RequestOp, ResponseOp, SortOrder, SortTarget, TxnRequest,
+    TxnResponse, LEASE_TTL_MAX_SECS, TXN_OPS_MAX_DEFAULT,
 };
 pub use validate::{validate_delete, validate_put, validate_range, validate_txn, TXN_DEPTH_MAX};
 

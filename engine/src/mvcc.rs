@@ -1,10 +1,11 @@
 //! etcd's MVCC semantics over the revision store: revisions, puts, deletes,
-//! transactions, ranges, compaction and the key-value hashes.
+//! transactions, ranges, compaction, the key-value hashes, leases (the
+//! deterministic part: grant, revoke, key attachment) and watch events.
 //!
-//! Each rule cites the etcd code it reproduces (`server/etcdserver/txn/*.go`
-//! and `server/storage/mvcc/*.go`).
+//! Each rule cites the etcd code it reproduces (`server/etcdserver/txn/*.go`,
+//! `server/storage/mvcc/*.go`, `server/lease/lessor.go`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::error::Error;
 use crate::gosort;
@@ -12,8 +13,9 @@ use crate::hash::{self, KvHasher};
 use crate::store::{Entry, KeyRange, Record, Revision, Store};
 use crate::types::{
     Applied, Command, CompactionRequest, Compare, CompareResult, CompareTarget, DeleteRangeRequest,
-    DeleteRangeResponse, HashKv, KeyValue, PutRequest, PutResponse, RangeRequest, RangeResponse,
-    RequestOp, ResponseOp, SortOrder, SortTarget, TxnRequest, TxnResponse,
+    DeleteRangeResponse, Event, EventKind, HashKv, KeyValue, PutRequest, PutResponse, RangeRequest,
+    RangeResponse, RequestOp, ResponseOp, SortOrder, SortTarget, TxnRequest, TxnResponse,
+    LEASE_TTL_MAX_SECS,
 };
 use crate::validate::{txn_depth, TXN_DEPTH_MAX};
 
@@ -23,6 +25,24 @@ const COMPACTION_HASHES_MAX: usize = 10;
 
 /// etcd's `compactMainRev` before any compaction.
 const NEVER_COMPACTED: i64 = -1;
+
+/// Bookkeeping estimate of one lease's footprint, in bytes (map node share,
+/// id, TTL, key set header).
+const LEASE_OVERHEAD_BYTES: u64 = 96;
+
+/// Bookkeeping estimate of one key attachment besides the key's bytes, in
+/// bytes (set node share, vector header).
+const ATTACHMENT_OVERHEAD_BYTES: u64 = 48;
+
+/// One granted lease: etcd's `lessor.leaseMap` entry, minus the clock.
+#[derive(Debug, Clone, Default)]
+struct Lease {
+    /// The TTL granted, in seconds.
+    ttl_secs: i64,
+    /// etcd `Lease.itemSet`: the keys attached, which are exactly the live
+    /// keys whose current version carries this lease id.
+    keys: BTreeSet<Vec<u8>>,
+}
 
 /// The MVCC state machine of one keyspace.
 ///
@@ -38,11 +58,19 @@ pub struct Mvcc {
     compact_rev: i64,
     /// Keys that exist at `current_rev`.
     live_keys: usize,
-    /// Lease registry hook: the ids a put may attach. Lease commands are not
-    /// part of the log yet; see [`Mvcc::lease_grant`].
-    leases: BTreeSet<i64>,
+    /// Granted leases by id (etcd's lessor, minus expiry, which the server
+    /// drives through `Command::LeaseRevoke`).
+    leases: BTreeMap<i64, Lease>,
+    /// Bytes held by `leases`, by the estimate above.
+    lease_bytes: u64,
     /// Hashes computed by compactions, oldest first, as etcd caches them.
     compaction_hashes: Vec<HashKv>,
+    /// The first revision whose events [`Mvcc::take_events`] has not handed
+    /// out yet; events are built from the store when taken.
+    events_from: i64,
+    /// Events not yet taken that a compaction would have made unbuildable,
+    /// built before it ran.
+    events_built: Vec<Event>,
 }
 
 impl Default for Mvcc {
@@ -58,6 +86,9 @@ struct Write {
     /// etcd `len(tw.changes)`: records written so far, also the next sub.
     changes: i64,
     touched: Vec<Vec<u8>>,
+    /// Lease attachment moves made so far as (key, from, to), 0 for none;
+    /// undone in reverse by a rollback.
+    attachments: Vec<(Vec<u8>, i64, i64)>,
 }
 
 impl Write {
@@ -66,6 +97,7 @@ impl Write {
             begin,
             changes: 0,
             touched: Vec::new(),
+            attachments: Vec::new(),
         }
     }
 
@@ -158,8 +190,11 @@ impl Mvcc {
             current_rev: 1,
             compact_rev: NEVER_COMPACTED,
             live_keys: 0,
-            leases: BTreeSet::new(),
+            leases: BTreeMap::new(),
+            lease_bytes: 0,
             compaction_hashes: Vec::new(),
+            events_from: 2,
+            events_built: Vec::new(),
         }
     }
 
@@ -173,17 +208,121 @@ impl Mvcc {
         self.compact_rev.max(0)
     }
 
-    /// Registers a lease id so that puts may attach it; false if it existed.
-    ///
-    /// Not wired yet: once leases exist this must be driven by a log command,
-    /// like every other state change, to keep replicas identical.
-    pub fn lease_grant(&mut self, id: i64) -> bool {
-        self.leases.insert(id)
+    /// Whether lease `id` is granted (and not revoked): a put may attach it.
+    pub fn lease_exists(&self, id: i64) -> bool {
+        self.leases.contains_key(&id)
     }
 
-    /// Whether a put may attach lease `id`.
-    pub fn lease_exists(&self, id: i64) -> bool {
-        self.leases.contains(&id)
+    /// The TTL lease `id` was granted with, in seconds; `None` when it does
+    /// not exist.
+    pub fn lease_ttl(&self, id: i64) -> Option<i64> {
+        self.leases.get(&id).map(|l| l.ttl_secs)
+    }
+
+    /// The keys attached to lease `id`, in key order (the order a revoke
+    /// deletes them in); empty when the lease does not exist.
+    pub fn lease_keys(&self, id: i64) -> Vec<Vec<u8>> {
+        self.leases
+            .get(&id)
+            .map(|l| l.keys.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Every granted lease as (id, granted TTL in seconds), by id.
+    pub fn leases(&self) -> Vec<(i64, i64)> {
+        self.leases
+            .iter()
+            .map(|(id, l)| (*id, l.ttl_secs))
+            .collect()
+    }
+
+    /// The events of every write applied since the last call (or since
+    /// [`Mvcc::skip_events`]), in (revision, sub-revision) order, each with
+    /// its `prev_kv` (see [`Event`]). The server calls it after each
+    /// [`Mvcc::apply`] to feed synced watchers.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        let mut out = std::mem::take(&mut self.events_built);
+        if self.events_from <= self.current_rev {
+            out.extend(
+                self.store
+                    .records_between(self.events_from, self.current_rev)
+                    .map(|(k, r)| self.event_of(k, r)),
+            );
+        }
+        self.events_from = self.current_rev + 1;
+        out
+    }
+
+    /// Drops the events [`Mvcc::take_events`] would return, without building
+    /// them: for replaying the log at startup, when no watcher exists yet.
+    pub fn skip_events(&mut self) {
+        self.events_built.clear();
+        self.events_from = self.current_rev + 1;
+    }
+
+    /// Historical events for watch catch-up (etcd `syncWatchers` reading the
+    /// `key` bucket): every change of a key in the range with revision in
+    /// `[start_revision, end_revision]`, in (revision, sub-revision) order,
+    /// `prev_kv` filled as [`Event`] says. `range_end` as in
+    /// [`RangeRequest`]; `end_revision` above the current revision reads up
+    /// to the current one; `start_revision` 0 reads from 1 (etcd's "from
+    /// now" is the server's to resolve).
+    ///
+    /// Returns whole revisions only: it stops at the first revision boundary
+    /// where at least `events_max` events (and at least one) were collected,
+    /// so one revision's events are never split and `events_max` may be
+    /// exceeded. The second value is the revision to continue from: the
+    /// first one not returned (`end + 1` when everything up to `end` was).
+    ///
+    /// `Err(Compacted)` when `start_revision` is below the compaction
+    /// revision, or negative (etcd cancels such a watch as compacted even on
+    /// a store never compacted). etcd serves a watch that starts exactly at
+    /// the compaction revision (`watchableStore.syncWatchers`: `minRev <
+    /// compactRev` cancels), and so does this.
+    ///
+    /// Cost: logarithmic in the store plus linear in the changes (of any
+    /// key) inside the window read; for a single key, in that key's changes.
+    pub fn events(
+        &self,
+        key: &[u8],
+        range_end: &[u8],
+        start_revision: i64,
+        end_revision: i64,
+        events_max: usize,
+    ) -> Result<(Vec<Event>, i64), Error> {
+        if start_revision < 0 || start_revision < self.compact_rev {
+            return Err(Error::Compacted);
+        }
+        let start = start_revision.max(1);
+        let end = end_revision.min(self.current_rev);
+        let done = start.max(end.saturating_add(1));
+        if start > end {
+            return Ok((Vec::new(), done));
+        }
+        let range = KeyRange::new(key, range_end);
+        let changes: Box<dyn Iterator<Item = (&[u8], &Record)>> = match range {
+            KeyRange::Single(k) => Box::new(
+                self.store
+                    .key_records_between(k, start, end)
+                    .iter()
+                    .map(move |r| (k, r)),
+            ),
+            _ => Box::new(
+                self.store
+                    .records_between(start, end)
+                    .filter(|(k, _)| range.contains(k)),
+            ),
+        };
+        let mut out: Vec<Event> = Vec::new();
+        for (k, r) in changes {
+            if out.len() >= events_max.max(1)
+                && out.last().is_some_and(|e| e.kv.mod_revision != r.rev.main)
+            {
+                return Ok((out, r.rev.main));
+            }
+            out.push(self.event_of(k, r));
+        }
+        Ok((out, done))
     }
 
     /// Keys that exist at the current revision.
@@ -193,8 +332,7 @@ impl Mvcc {
 
     /// Estimate of the memory the state holds, in bytes (never 0).
     pub fn approx_bytes(&self) -> u64 {
-        let leases = (self.leases.len() * std::mem::size_of::<i64>()) as u64;
-        std::mem::size_of::<Mvcc>() as u64 + self.store.approx_bytes() + leases
+        std::mem::size_of::<Mvcc>() as u64 + self.store.approx_bytes() + self.lease_bytes
     }
 
     /// A read outside the log (etcd `txn.Range`): at `req.revision`, or at
@@ -215,6 +353,16 @@ impl Mvcc {
             Command::DeleteRange(d) => Ok(Applied::DeleteRange(self.apply_delete(d))),
             Command::Txn(t) => self.apply_txn(t).map(Applied::Txn),
             Command::Compact(c) => self.apply_compact(c).map(|()| Applied::Compact),
+            Command::LeaseGrant { id, ttl_secs } => {
+                self.apply_lease_grant(*id, *ttl_secs)
+                    .map(|()| Applied::LeaseGrant {
+                        id: *id,
+                        ttl_secs: *ttl_secs,
+                    })
+            }
+            Command::LeaseRevoke { id } => {
+                self.apply_lease_revoke(*id).map(|()| Applied::LeaseRevoke)
+            }
         };
         debug_assert!(
             self.current_rev == rev_before || self.current_rev == rev_before + 1,
@@ -283,7 +431,7 @@ impl Mvcc {
     /// also covers its other bbolt buckets (meta, members, leases, auth), so
     /// this value is kvik's own and is not comparable with etcd's.
     pub fn hash(&self) -> u32 {
-        hash::hash_all(self.store.records_by_revision().into_iter())
+        hash::hash_all(self.store.records_by_revision())
     }
 
     /// Full structural check (O(stored records)); for tests.
@@ -314,7 +462,76 @@ impl Mvcc {
                 ));
             }
         }
+        // Lease attachments are exactly the live keys carrying a lease.
+        let mut attached: BTreeMap<i64, BTreeSet<Vec<u8>>> = BTreeMap::new();
+        for (k, r) in self.store.range_at(KeyRange::From(&[]), self.current_rev) {
+            if let Entry::Put { lease, .. } = &r.entry {
+                if *lease != 0 {
+                    attached.entry(*lease).or_default().insert(k.to_vec());
+                }
+            }
+        }
+        let mut lease_bytes = 0;
+        for (id, l) in &self.leases {
+            let want = attached.remove(id).unwrap_or_default();
+            if l.keys != want {
+                return Err(format!(
+                    "lease {id} has keys {:?}, live keys carrying it {want:?}",
+                    l.keys
+                ));
+            }
+            lease_bytes +=
+                LEASE_OVERHEAD_BYTES + l.keys.iter().map(|k| attachment_bytes(k)).sum::<u64>();
+        }
+        if let Some((id, keys)) = attached.into_iter().next() {
+            return Err(format!(
+                "keys {keys:?} carry lease {id}, which does not exist"
+            ));
+        }
+        if lease_bytes != self.lease_bytes {
+            return Err(format!(
+                "lease byte estimate {} but {} held",
+                self.lease_bytes, lease_bytes
+            ));
+        }
+        if self.events_from > self.current_rev + 1 {
+            return Err(format!(
+                "events taken through {} beyond revision {}",
+                self.events_from - 1,
+                self.current_rev
+            ));
+        }
         Ok(())
+    }
+
+    /// The watch event etcd sends for record `r` of `key` (see [`Event`]).
+    fn event_of(&self, key: &[u8], r: &Record) -> Event {
+        let (kind, kv) = match &r.entry {
+            Entry::Put { .. } => (EventKind::Put, to_kv(key, r, false)),
+            // etcd stores a tombstone as KeyValue{key} and sets only the
+            // mod revision when it makes the event (watchable_store_txn.go
+            // End, watchable_store.go kvsToEvents).
+            Entry::Tombstone => (
+                EventKind::Delete,
+                KeyValue {
+                    key: key.to_vec(),
+                    mod_revision: r.rev.main,
+                    ..KeyValue::default()
+                },
+            ),
+        };
+        // etcd's watch server (v3rpc/watch.go sendLoop): no prev_kv for a
+        // create event; otherwise a Range at mod_revision - 1, which fails
+        // as compacted for an event at the compaction revision.
+        let create = kind == EventKind::Put && kv.create_revision == kv.mod_revision;
+        let prev_kv = if create || r.rev.main - 1 < self.compact_rev {
+            None
+        } else {
+            self.store
+                .live_at(key, r.rev.main - 1)
+                .map(|p| to_kv(key, p, false))
+        };
+        Event { kind, kv, prev_kv }
     }
 
     // ---- reads ----
@@ -440,7 +657,7 @@ impl Mvcc {
     /// etcd `checkPut` (`checkLease` then `checkAndGetPrevKV`), against the
     /// state before the command.
     fn check_put(&self, p: &PutRequest) -> Result<(), Error> {
-        if p.lease != 0 && !self.leases.contains(&p.lease) {
+        if p.lease != 0 && !self.leases.contains_key(&p.lease) {
             return Err(Error::LeaseNotFound);
         }
         if (p.ignore_value || p.ignore_lease)
@@ -466,8 +683,89 @@ impl Mvcc {
         );
     }
 
+    /// etcd's lessor `Detach(from)` then `Attach(to)` for `key` (0: none),
+    /// as `storeTxnWrite.put` and `delete` call them, recorded in `w` for a
+    /// rollback. A put with lease L moves the key from its old lease to L; a
+    /// put with lease 0 detaches it; `ignore_lease` keeps the old lease (the
+    /// put's version carries it, so nothing moves); a delete detaches.
+    fn move_attachment(&mut self, w: &mut Write, key: &[u8], from: i64, to: i64) {
+        if from == to {
+            return;
+        }
+        self.reattach(key, from, to);
+        w.attachments.push((key.to_vec(), from, to));
+    }
+
+    fn reattach(&mut self, key: &[u8], from: i64, to: i64) {
+        if let Some(l) = self.leases.get_mut(&from) {
+            if l.keys.remove(key) {
+                self.lease_bytes -= attachment_bytes(key);
+            }
+        }
+        match self.leases.get_mut(&to) {
+            Some(l) => {
+                if l.keys.insert(key.to_vec()) {
+                    self.lease_bytes += attachment_bytes(key);
+                }
+            }
+            None => debug_assert_eq!(to, 0, "keys attach to granted leases only"),
+        }
+    }
+
+    /// etcd `lessor.Grant` (the id and TTL checks, then the existence check).
+    fn apply_lease_grant(&mut self, id: i64, ttl_secs: i64) -> Result<(), Error> {
+        debug_assert_ne!(id, 0, "the server picks a lease id before logging a grant");
+        if id == 0 {
+            // etcd's lessor answers this for the id it reserves for "none".
+            return Err(Error::LeaseNotFound);
+        }
+        if ttl_secs > LEASE_TTL_MAX_SECS {
+            return Err(Error::LeaseTtlTooLarge);
+        }
+        if self.leases.contains_key(&id) {
+            return Err(Error::LeaseExists);
+        }
+        self.leases.insert(
+            id,
+            Lease {
+                ttl_secs,
+                keys: BTreeSet::new(),
+            },
+        );
+        self.lease_bytes += LEASE_OVERHEAD_BYTES;
+        Ok(())
+    }
+
+    /// etcd `lessor.Revoke`: one write deleting every attached key in key
+    /// order (Go's `sort.Strings`, byte order), then the lease is gone. With
+    /// no key attached the write changes nothing and takes no revision.
+    fn apply_lease_revoke(&mut self, id: i64) -> Result<(), Error> {
+        let keys = self.lease_keys(id);
+        if !self.leases.contains_key(&id) {
+            return Err(Error::LeaseNotFound);
+        }
+        let mut w = Write::new(self.current_rev);
+        for key in keys {
+            let d = DeleteRangeRequest {
+                key,
+                range_end: Vec::new(),
+                prev_kv: false,
+            };
+            let resp = self.delete_op(&mut w, &d);
+            debug_assert_eq!(resp.deleted, 1, "attached keys are live");
+        }
+        self.commit(&w);
+        let lease = self.leases.remove(&id).expect("checked above");
+        debug_assert!(lease.keys.is_empty(), "the deletes detached every key");
+        self.lease_bytes -= LEASE_OVERHEAD_BYTES;
+        Ok(())
+    }
+
     /// Undoes a write command that failed half way.
     fn rollback(&mut self, w: Write) {
+        for (key, from, to) in w.attachments.iter().rev() {
+            self.reattach(key, *to, *from);
+        }
         let keys: BTreeSet<Vec<u8>> = w.touched.into_iter().collect();
         for k in keys {
             let live_after = self.store.live_at(&k, w.begin + 1).is_some();
@@ -508,6 +806,9 @@ impl Mvcc {
         if prev.is_none() {
             self.live_keys += 1;
         }
+        // etcd reads the old lease only when the key exists at this point.
+        let old_lease = prev.as_ref().map_or(0, |kv| kv.lease);
+        self.move_attachment(w, &p.key, old_lease, lease);
         let entry = Entry::Put {
             create_revision,
             version,
@@ -549,6 +850,7 @@ impl Mvcc {
                 entry: Entry::Tombstone,
             };
             self.store.append(&kv.key, rec);
+            self.move_attachment(w, &kv.key, kv.lease, 0);
             w.changes += 1;
             w.touched.push(kv.key.clone());
             self.live_keys -= 1;
@@ -666,6 +968,12 @@ impl Mvcc {
             return Err(Error::FutureRev);
         }
         let prev = self.compact_rev;
+        // Events not taken yet at or below `rev` would lose records (or
+        // their prev_kv) to the compaction: build them now.
+        if self.events_from <= rev {
+            let pending = self.take_events();
+            self.events_built = pending;
+        }
         // etcd hashes the records at or below `rev` as its compaction pass
         // reads them and keeps the hash for HashKV (kvstore_compaction.go).
         let keep = self.store.keep_for_compaction(rev);
@@ -688,4 +996,8 @@ impl Mvcc {
         self.compact_rev = rev;
         Ok(())
     }
+}
+
+fn attachment_bytes(key: &[u8]) -> u64 {
+    key.len() as u64 + ATTACHMENT_OVERHEAD_BYTES
 }

@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
+use std::sync::Arc;
 
 /// A (main, sub) revision: `main` is the store revision of a write command,
 /// `sub` numbers the writes inside it from 0.
@@ -60,17 +61,36 @@ impl<'a> KeyRange<'a> {
             end => KeyRange::Between(key, end),
         }
     }
+
+    /// Whether `k` is one of the range's keys.
+    pub fn contains(&self, k: &[u8]) -> bool {
+        match *self {
+            KeyRange::Single(key) => k == key,
+            KeyRange::From(from) => k >= from,
+            KeyRange::Between(from, end) => k >= from && k < end,
+        }
+    }
 }
 
 /// Bookkeeping estimate of one key's footprint besides its bytes, in bytes
-/// (map node share, vector header).
+/// (map node share, vector header, shared-key header).
 const KEY_OVERHEAD_BYTES: u64 = 64;
 
-/// Versions by key. Each key's records are in strictly increasing revision
-/// order; a key whose records are all compacted away is removed.
+/// Bookkeeping estimate of one record's entry in the revision index, in
+/// bytes (revision and key handle).
+const BY_REVISION_ENTRY_BYTES: u64 = std::mem::size_of::<(Revision, Arc<[u8]>)>() as u64;
+
+/// Versions by key, plus the same records indexed by revision (etcd's bbolt
+/// `key` bucket order, which watch catch-up and the hashes walk). Each key's
+/// records are in strictly increasing revision order; a key whose records
+/// are all compacted away is removed.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Store {
-    keys: BTreeMap<Vec<u8>, Vec<Record>>,
+    keys: BTreeMap<Arc<[u8]>, Vec<Record>>,
+    /// Every stored record's revision with its key (shared with `keys`), in
+    /// increasing revision order: writes append at the end, compaction
+    /// removes from the part at or below its revision.
+    by_revision: Vec<(Revision, Arc<[u8]>)>,
     records: usize,
     bytes: u64,
 }
@@ -80,7 +100,7 @@ fn record_bytes(r: &Record) -> u64 {
         Entry::Put { value, .. } => value.len(),
         Entry::Tombstone => 0,
     };
-    (std::mem::size_of::<Record>() + value) as u64
+    (std::mem::size_of::<Record>() + value) as u64 + BY_REVISION_ENTRY_BYTES
 }
 
 fn key_bytes(k: &[u8]) -> u64 {
@@ -145,9 +165,9 @@ impl Store {
         range: KeyRange<'_>,
         at: i64,
     ) -> Box<dyn Iterator<Item = (&'s [u8], &'s Record)> + 's> {
-        let live = move |(k, records): (&'s Vec<u8>, &'s Vec<Record>)| {
+        let live = move |(k, records): (&'s Arc<[u8]>, &'s Vec<Record>)| {
             let r = &records[newest_at(records, at)?];
-            (!r.is_tombstone()).then_some((k.as_slice(), r))
+            (!r.is_tombstone()).then_some((&k[..], r))
         };
         match range {
             KeyRange::Single(k) => Box::new(self.keys.get_key_value(k).and_then(live).into_iter()),
@@ -170,23 +190,34 @@ impl Store {
         }
     }
 
-    /// Appends a record; its revision must be above every record of the key.
+    /// Appends a record; its revision must be above every record of the key
+    /// and unused by any other key.
     pub fn append(&mut self, key: &[u8], record: Record) {
         self.bytes += record_bytes(&record);
         self.records += 1;
-        match self.keys.get_mut(key) {
+        let rev = record.rev;
+        debug_assert!(
+            self.by_revision.last().is_none_or(|(last, _)| *last < rev),
+            "records are appended in revision order"
+        );
+        let shared = match self.keys.get_mut(key) {
             Some(records) => {
-                debug_assert!(
-                    records.last().is_none_or(|last| last.rev < record.rev),
-                    "records of a key only grow"
-                );
+                // The key's handle, from the index entry of its newest
+                // record: a search over revisions, cheaper than a second
+                // search over keys.
+                let newest = records.last().expect("stored keys have records").rev;
                 records.push(record);
+                let i = self.by_revision.partition_point(|(r, _)| *r < newest);
+                Arc::clone(&self.by_revision[i].1)
             }
             None => {
                 self.bytes += key_bytes(key);
-                self.keys.insert(key.to_vec(), vec![record]);
+                let k: Arc<[u8]> = Arc::from(key);
+                self.keys.insert(Arc::clone(&k), vec![record]);
+                k
             }
-        }
+        };
+        self.by_revision.push((rev, shared));
     }
 
     /// Removes the records of `key` at main revision `main` (undo of an
@@ -200,6 +231,11 @@ impl Store {
             self.bytes -= record_bytes(&r);
             self.records -= 1;
         }
+        // The revision's records are the index's last entries.
+        let start = self.by_revision.partition_point(|(r, _)| r.main < main);
+        let mut tail = self.by_revision.split_off(start);
+        tail.retain(|(_, k)| &k[..] != key);
+        self.by_revision.extend(tail);
         debug_assert!(
             records.last().is_none_or(|r| r.rev.main < main),
             "undo removes only the newest revision"
@@ -234,18 +270,55 @@ impl Store {
             self.bytes -= key_bytes(&k);
             self.keys.remove(&k);
         }
+        // At or below `at` a key keeps at most its oldest remaining record.
+        let keys = &self.keys;
+        let upto = self.by_revision.partition_point(|(r, _)| r.main <= at);
+        let mut above = self.by_revision.split_off(upto);
+        self.by_revision
+            .retain(|(rev, k)| keys.get(k).is_some_and(|rs| rs[0].rev == *rev));
+        self.by_revision.append(&mut above);
+    }
+
+    /// The record of `key` at exactly `rev`; it must be stored.
+    fn record_at(&self, key: &[u8], rev: Revision) -> &Record {
+        let records = self.keys.get(key).expect("indexed key is stored");
+        let i = records
+            .binary_search_by_key(&rev, |r| r.rev)
+            .expect("indexed revision is stored");
+        &records[i]
     }
 
     /// Every record with its key, in (main, sub) revision order: the order of
     /// etcd's bbolt `key` bucket.
-    pub fn records_by_revision(&self) -> Vec<(&[u8], &Record)> {
-        let mut all: Vec<(&[u8], &Record)> = self
-            .keys
+    pub fn records_by_revision(&self) -> impl Iterator<Item = (&[u8], &Record)> + '_ {
+        self.by_revision
             .iter()
-            .flat_map(|(k, rs)| rs.iter().map(move |r| (k.as_slice(), r)))
-            .collect();
-        all.sort_unstable_by_key(|(_, r)| r.rev);
-        all
+            .map(|(rev, k)| (&k[..], self.record_at(k, *rev)))
+    }
+
+    /// The records with main revision in `[from, to]`, in revision order.
+    /// Cost: logarithmic in the store plus linear in the records returned.
+    pub fn records_between(
+        &self,
+        from: i64,
+        to: i64,
+    ) -> impl Iterator<Item = (&[u8], &Record)> + '_ {
+        let lo = self.by_revision.partition_point(|(r, _)| r.main < from);
+        let hi = self.by_revision.partition_point(|(r, _)| r.main <= to);
+        self.by_revision[lo..hi.max(lo)]
+            .iter()
+            .map(|(rev, k)| (&k[..], self.record_at(k, *rev)))
+    }
+
+    /// The records of `key` with main revision in `[from, to]`, in revision
+    /// order.
+    pub fn key_records_between(&self, key: &[u8], from: i64, to: i64) -> &[Record] {
+        let Some(records) = self.keys.get(key) else {
+            return &[];
+        };
+        let lo = records.partition_point(|r| r.rev.main < from);
+        let hi = records.partition_point(|r| r.rev.main <= to);
+        &records[lo..hi.max(lo)]
     }
 
     /// etcd `treeIndex.Keep(at)`, as `HashByRev` uses it: for each key, the
@@ -283,8 +356,27 @@ impl Store {
                     "records of {k:?} are not in increasing revision order"
                 ));
             }
+            for r in rs {
+                let i = self.by_revision.partition_point(|(rev, _)| *rev < r.rev);
+                match self.by_revision.get(i).filter(|(rev, _)| *rev == r.rev) {
+                    Some((_, ik)) if ik == k => {}
+                    other => {
+                        return Err(format!("record {:?} of {k:?} indexed as {other:?}", r.rev))
+                    }
+                }
+            }
             records += rs.len();
             bytes += key_bytes(k) + rs.iter().map(record_bytes).sum::<u64>();
+        }
+        if self.by_revision.windows(2).any(|w| w[0].0 >= w[1].0) {
+            return Err("revision index out of order".to_string());
+        }
+        if self.by_revision.len() != records {
+            return Err(format!(
+                "revision index holds {} records, keys {}",
+                self.by_revision.len(),
+                records
+            ));
         }
         if records != self.records {
             return Err(format!(

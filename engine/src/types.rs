@@ -252,6 +252,9 @@ pub struct CompactionRequest {
     pub physical: bool,
 }
 
+/// The largest lease TTL etcd grants (`lease.MaxLeaseTTL`), in seconds.
+pub const LEASE_TTL_MAX_SECS: i64 = 9_000_000_000;
+
 /// One entry of the replicated log: what the WAL stores and replays.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -259,6 +262,19 @@ pub enum Command {
     DeleteRange(DeleteRangeRequest),
     Txn(TxnRequest),
     Compact(CompactionRequest),
+    /// etcd `LeaseGrant` as applied: `id` is non-zero (the server picks one
+    /// before logging when the client gave 0) and `ttl_secs` is already
+    /// raised to the server's minimum TTL. Takes no revision.
+    LeaseGrant {
+        id: i64,
+        ttl_secs: i64,
+    },
+    /// etcd `LeaseRevoke`, by a client or on expiry: deletes every key
+    /// attached to the lease in one revision (in key order), then forgets the
+    /// lease. Takes a revision only when some key was attached.
+    LeaseRevoke {
+        id: i64,
+    },
 }
 
 /// What applying a [`Command`] answered.
@@ -268,6 +284,41 @@ pub enum Applied {
     DeleteRange(DeleteRangeResponse),
     Txn(TxnResponse),
     Compact,
+    /// The lease granted: the command's id and TTL. etcd's response header
+    /// carries the (unchanged) current revision.
+    LeaseGrant {
+        id: i64,
+        ttl_secs: i64,
+    },
+    /// etcd's response header carries the current revision after the
+    /// revoke's deletes.
+    LeaseRevoke,
+}
+
+/// etcd `mvccpb.Event.EventType`; the discriminants are etcd's wire values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(i32)]
+pub enum EventKind {
+    Put = 0,
+    Delete = 1,
+}
+
+/// One change of one key, as etcd's `mvccpb.Event` sends it to a watcher.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub kind: EventKind,
+    /// A put: the key's new version. A delete: only `key` and
+    /// `mod_revision` (the delete's revision) are set, every other field is
+    /// zero, as etcd sends it.
+    pub kv: KeyValue,
+    /// The key's version as of the revision before the event's, as etcd's
+    /// watch server reads it for `prev_kv` watchers (`Range` at
+    /// `mod_revision - 1`): `None` for a put that creates the key (etcd
+    /// skips those, even when the same transaction deleted the key first)
+    /// and for an event at exactly the compaction revision (etcd's read at
+    /// the revision before fails as compacted). Always filled otherwise; the
+    /// server drops it for watchers that did not ask for it.
+    pub prev_kv: Option<KeyValue>,
 }
 
 /// Server limits that the stateless validation depends on.

@@ -193,6 +193,8 @@ pub fn engine_error(e: &engine::Error) -> EtcdError {
         E::Compacted => errors::COMPACTED,
         E::FutureRev => errors::FUTURE_REV,
         E::LeaseNotFound => errors::LEASE_NOT_FOUND,
+        E::LeaseExists => errors::LEASE_EXIST,
+        E::LeaseTtlTooLarge => errors::LEASE_TTL_TOO_LARGE,
     }
 }
 

@@ -11,6 +11,7 @@
 //! knows protobuf; conversions to and from the engine's types are in
 //! `convert`, and typed errors become gRPC statuses only here.
 
+pub mod concurrency;
 pub mod convert;
 pub mod datadir;
 pub mod disk;
@@ -21,3 +22,4 @@ pub mod rt;
 pub mod server;
 pub mod services;
 pub mod shard;
+pub mod watch;

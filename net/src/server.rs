@@ -18,8 +18,12 @@ use tonic::codegen::Service as _;
 use crate::datadir::DataDir;
 use crate::pb::etcdserverpb as pb;
 use crate::rt::{self, Backend, LocalExec};
-use crate::services::{ClusterService, KvService, MaintenanceService, Shared};
+use crate::services::{ClusterService, KvService, LeaseService, MaintenanceService, Shared, WatchService};
 use crate::shard;
+
+/// How often the shard is told the time (lease expiry, watch catch-up,
+/// progress notifications): etcd's watch sync loop runs every 100 ms too.
+pub const TICK_INTERVAL: Duration = Duration::from_millis(100);
 
 /// gRPC's framing overhead that etcd allows on top of `--max-request-bytes`.
 pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
@@ -37,6 +41,10 @@ pub struct ServerConfig {
     pub initial_cluster_token: String,
     pub max_txn_ops: usize,
     pub max_request_bytes: usize,
+    /// etcd's minimum lease TTL: ceil(1.5 × election timeout), in seconds.
+    pub lease_ttl_min_secs: i64,
+    /// `--watch-progress-notify-interval`.
+    pub progress_notify_interval: Duration,
     pub force_epoll: bool,
     pub cores: usize,
 }
@@ -90,6 +98,7 @@ pub fn run(config: ServerConfig, on_started: impl FnOnce(&Started) + Send + 'sta
         peer_urls: config.advertise_peer_urls.clone(),
         max_txn_ops: config.max_txn_ops,
         max_request_bytes: config.max_request_bytes,
+        lease_ttl_min_secs: config.lease_ttl_min_secs,
         alarms: Mutex::new(Vec::new()),
     });
 
@@ -105,6 +114,7 @@ pub fn run(config: ServerConfig, on_started: impl FnOnce(&Started) + Send + 'sta
         let data_dir = if core == 0 { data_dir.take() } else { None };
         let metrics_listeners = if core == 0 { metrics_listeners.take().unwrap_or_default() } else { Vec::new() };
         let force_epoll = config.force_epoll;
+        let progress_notify_interval = config.progress_notify_interval;
         let ready_tx = ready_tx.clone();
         let fatal = fatal.clone();
         let t = std::thread::Builder::new()
@@ -124,7 +134,7 @@ pub fn run(config: ServerConfig, on_started: impl FnOnce(&Started) + Send + 'sta
                     if let (Some(inbox), Some(data_dir)) = (inbox, data_dir) {
                         // The shard must be running (WAL replayed) before
                         // anyone is told the server is up.
-                        let shard = match shard::Shard::open_dir(data_dir, shared.max_txn_ops).await {
+                        let mut shard = match shard::Shard::open_dir(data_dir, shared.max_txn_ops).await {
                             Ok(s) => s,
                             Err(e) => {
                                 tracing::error!("cannot open the keyspace: {e}");
@@ -132,6 +142,15 @@ pub fn run(config: ServerConfig, on_started: impl FnOnce(&Started) + Send + 'sta
                                 std::process::exit(1);
                             }
                         };
+                        shard.set_progress_notify_interval(progress_notify_interval);
+                        let ticker = shared.shard.clone();
+                        compio::runtime::spawn(async move {
+                            loop {
+                                compio::time::sleep(TICK_INTERVAL).await;
+                                ticker.tick(std::time::Instant::now());
+                            }
+                        })
+                        .detach();
                         compio::runtime::spawn(async move {
                             if let Err(e) = shard.run(inbox).await {
                                 tracing::error!("fatal: {e}; stopping");
@@ -229,6 +248,10 @@ pub struct Router {
     kv: pb::kv_server::KvServer<KvService>,
     maintenance: pb::maintenance_server::MaintenanceServer<MaintenanceService>,
     cluster: pb::cluster_server::ClusterServer<ClusterService>,
+    watch: pb::watch_server::WatchServer<WatchService>,
+    lease: pb::lease_server::LeaseServer<LeaseService>,
+    lock: crate::pb::v3lockpb::lock_server::LockServer<crate::concurrency::LockService>,
+    election: crate::pb::v3electionpb::election_server::ElectionServer<crate::concurrency::ElectionService>,
 }
 
 impl Router {
@@ -243,9 +266,25 @@ impl Router {
             maintenance: pb::maintenance_server::MaintenanceServer::new(MaintenanceService::new(shared.clone()))
                 .max_decoding_message_size(recv_max)
                 .max_encoding_message_size(usize::MAX),
-            cluster: pb::cluster_server::ClusterServer::new(ClusterService::new(shared))
+            cluster: pb::cluster_server::ClusterServer::new(ClusterService::new(shared.clone()))
                 .max_decoding_message_size(recv_max)
                 .max_encoding_message_size(usize::MAX),
+            watch: pb::watch_server::WatchServer::new(WatchService::new(shared.clone()))
+                .max_decoding_message_size(recv_max)
+                .max_encoding_message_size(usize::MAX),
+            lease: pb::lease_server::LeaseServer::new(LeaseService::new(shared.clone()))
+                .max_decoding_message_size(recv_max)
+                .max_encoding_message_size(usize::MAX),
+            lock: crate::pb::v3lockpb::lock_server::LockServer::new(crate::concurrency::LockService::new(
+                shared.clone(),
+            ))
+            .max_decoding_message_size(recv_max)
+            .max_encoding_message_size(usize::MAX),
+            election: crate::pb::v3electionpb::election_server::ElectionServer::new(
+                crate::concurrency::ElectionService::new(shared),
+            )
+            .max_decoding_message_size(recv_max)
+            .max_encoding_message_size(usize::MAX),
         }
     }
 }
@@ -266,6 +305,18 @@ impl hyper::service::Service<Request<Incoming>> for Router {
             Box::pin(async move { s.call(req).await })
         } else if path.starts_with("/etcdserverpb.Cluster/") {
             let mut s = self.cluster.clone();
+            Box::pin(async move { s.call(req).await })
+        } else if path.starts_with("/etcdserverpb.Watch/") {
+            let mut s = self.watch.clone();
+            Box::pin(async move { s.call(req).await })
+        } else if path.starts_with("/etcdserverpb.Lease/") {
+            let mut s = self.lease.clone();
+            Box::pin(async move { s.call(req).await })
+        } else if path.starts_with("/v3lockpb.Lock/") {
+            let mut s = self.lock.clone();
+            Box::pin(async move { s.call(req).await })
+        } else if path.starts_with("/v3electionpb.Election/") {
+            let mut s = self.election.clone();
             Box::pin(async move { s.call(req).await })
         } else {
             let status = tonic::Status::unimplemented(format!("unknown service {}", service_of(path)));

@@ -31,11 +31,13 @@ pub struct Shared {
     pub peer_urls: Vec<String>,
     pub max_txn_ops: usize,
     pub max_request_bytes: usize,
+    /// etcd's minimum lease TTL: ceil(1.5 × election timeout).
+    pub lease_ttl_min_secs: i64,
     pub alarms: Mutex<Vec<pb::AlarmMember>>,
 }
 
 impl Shared {
-    fn header(&self, revision: i64, raft_term: u64) -> Option<pb::ResponseHeader> {
+    pub fn header(&self, revision: i64, raft_term: u64) -> Option<pb::ResponseHeader> {
         Some(pb::ResponseHeader {
             cluster_id: self.identity.cluster_id,
             member_id: self.identity.member_id,
@@ -44,7 +46,7 @@ impl Shared {
         })
     }
 
-    fn header_of<T>(&self, r: &Revisioned<T>) -> Option<pb::ResponseHeader> {
+    pub fn header_of<T>(&self, r: &Revisioned<T>) -> Option<pb::ResponseHeader> {
         self.header(r.revision, r.raft_term)
     }
 
@@ -352,8 +354,9 @@ impl pb::cluster_server::Cluster for ClusterService {
 
     async fn member_list(&self, _r: Request<pb::MemberListRequest>) -> Result<Response<pb::MemberListResponse>, Status> {
         let s = self.shared.shard.status().await.map_err(status_of)?;
+        // etcd's Cluster service headers carry no revision.
         Ok(Response::new(pb::MemberListResponse {
-            header: self.shared.header(s.revision, s.raft_term),
+            header: self.shared.header(0, s.raft_term),
             members: self.members(),
         }))
     }
@@ -364,5 +367,243 @@ impl pb::cluster_server::Cluster for ClusterService {
     ) -> Result<Response<pb::MemberPromoteResponse>, Status> {
         // etcd's answer when the member to promote is not a learner.
         Err(errors::MEMBER_NOT_LEARNER.status())
+    }
+}
+
+/// etcd's `MaxLeaseTTL`: 9,000,000,000 seconds.
+pub const LEASE_TTL_MAX_SECS: i64 = 9_000_000_000;
+
+#[derive(Clone)]
+pub struct WatchService {
+    shared: Arc<Shared>,
+}
+
+impl WatchService {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        WatchService { shared }
+    }
+}
+
+fn create_spec(c: pb::WatchCreateRequest) -> crate::watch::CreateSpec {
+    use pb::watch_create_request::FilterType;
+    crate::watch::CreateSpec {
+        no_put: c.filters.contains(&(FilterType::Noput as i32)),
+        no_delete: c.filters.contains(&(FilterType::Nodelete as i32)),
+        key: c.key,
+        range_end: c.range_end,
+        start_revision: c.start_revision,
+        progress_notify: c.progress_notify,
+        prev_kv: c.prev_kv,
+        watch_id: c.watch_id,
+        fragment: c.fragment,
+    }
+}
+
+fn event_to_pb(e: engine::Event) -> crate::pb::mvccpb::Event {
+    crate::pb::mvccpb::Event {
+        r#type: match e.kind {
+            engine::EventKind::Put => crate::pb::mvccpb::event::EventType::Put as i32,
+            engine::EventKind::Delete => crate::pb::mvccpb::event::EventType::Delete as i32,
+        },
+        kv: Some(convert::kv_to_pb(e.kv)),
+        prev_kv: e.prev_kv.map(convert::kv_to_pb),
+    }
+}
+
+/// One registry message as etcd's responses: several when a fragmenting
+/// watcher's batch is larger than `--max-request-bytes`.
+fn watch_out_to_pb(shared: &Shared, out: crate::watch::WatchOut) -> Vec<pb::WatchResponse> {
+    use crate::watch::WatchOut;
+    let header = |revision| shared.header(revision, shared.shard.raft_term());
+    match out {
+        WatchOut::Created { watch_id, revision, cancel_reason } => vec![pb::WatchResponse {
+            header: header(revision),
+            watch_id,
+            created: true,
+            canceled: cancel_reason.is_some(),
+            cancel_reason: cancel_reason.unwrap_or_default().to_string(),
+            ..Default::default()
+        }],
+        WatchOut::Canceled { watch_id, revision, compact_revision } => vec![pb::WatchResponse {
+            header: header(revision),
+            watch_id,
+            canceled: true,
+            compact_revision,
+            ..Default::default()
+        }],
+        WatchOut::Progress { watch_id, revision } => {
+            vec![pb::WatchResponse { header: header(revision), watch_id, ..Default::default() }]
+        }
+        WatchOut::Events { watch_id, revision, events, fragment } => {
+            let events: Vec<_> = events.into_iter().map(event_to_pb).collect();
+            let whole = pb::WatchResponse { header: header(revision), watch_id, events, ..Default::default() };
+            if !fragment || whole.encoded_len() <= shared.max_request_bytes {
+                return vec![whole];
+            }
+            // etcd's fragmentation: fill each response up to the limit (at
+            // least one event each); every one but the last is marked.
+            let mut out = Vec::new();
+            let mut cur = pb::WatchResponse { header: whole.header, watch_id, ..Default::default() };
+            for e in whole.events {
+                if !cur.events.is_empty() && cur.encoded_len() + e.encoded_len() > shared.max_request_bytes {
+                    let next = pb::WatchResponse { header: cur.header, watch_id, ..Default::default() };
+                    out.push(std::mem::replace(&mut cur, next));
+                }
+                cur.events.push(e);
+            }
+            out.push(cur);
+            let n = out.len();
+            for (i, r) in out.iter_mut().enumerate() {
+                r.fragment = i + 1 < n;
+            }
+            out
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::watch_server::Watch for WatchService {
+    type WatchStream = BoxStream<pb::WatchResponse>;
+
+    async fn watch(
+        &self,
+        request: Request<tonic::Streaming<pb::WatchRequest>>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        use futures_util::StreamExt;
+        let mut inbound = request.into_inner();
+        let (stream_id, rx) = self.shared.shard.watch_open().await.map_err(status_of)?;
+        let shard = self.shared.shard.clone();
+        // Requests flow to the shard from a task of this core; it closes the
+        // stream's watchers when the client stops sending or goes away.
+        compio::runtime::spawn(async move {
+            use pb::watch_request::RequestUnion as U;
+            while let Ok(Some(msg)) = inbound.message().await {
+                let req = match msg.request_union {
+                    Some(U::CreateRequest(c)) => crate::watch::WatchIn::Create(create_spec(c)),
+                    Some(U::CancelRequest(c)) => crate::watch::WatchIn::Cancel(c.watch_id),
+                    Some(U::ProgressRequest(_)) => crate::watch::WatchIn::Progress,
+                    None => continue,
+                };
+                if shard.watch(stream_id, req).await.is_err() {
+                    break;
+                }
+            }
+            shard.watch_close(stream_id);
+        })
+        .detach();
+        let shared = self.shared.clone();
+        let out = tokio_stream::wrappers::ReceiverStream::new(rx)
+            .flat_map(move |o| futures_util::stream::iter(watch_out_to_pb(&shared, o).into_iter().map(Ok)));
+        Ok(Response::new(Box::pin(out)))
+    }
+}
+
+#[derive(Clone)]
+pub struct LeaseService {
+    shared: Arc<Shared>,
+}
+
+impl LeaseService {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        LeaseService { shared }
+    }
+}
+
+/// A server-chosen lease ID: positive, and random like etcd's.
+fn new_lease_id() -> i64 {
+    loop {
+        let id = (rand::random::<u64>() >> 1) as i64;
+        if id != 0 {
+            return id;
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::lease_server::Lease for LeaseService {
+    async fn lease_grant(
+        &self,
+        request: Request<pb::LeaseGrantRequest>,
+    ) -> Result<Response<pb::LeaseGrantResponse>, Status> {
+        let req = request.into_inner();
+        if req.ttl > LEASE_TTL_MAX_SECS {
+            return Err(errors::LEASE_TTL_TOO_LARGE.status());
+        }
+        let ttl_secs = req.ttl.max(self.shared.lease_ttl_min_secs);
+        let id = if req.id == 0 { new_lease_id() } else { req.id };
+        let r = self.shared.shard.write(engine::Command::LeaseGrant { id, ttl_secs }).await.map_err(status_of)?;
+        let header = self.shared.header_of(&r);
+        match r.value {
+            engine::Applied::LeaseGrant { id, ttl_secs } => {
+                Ok(Response::new(pb::LeaseGrantResponse { header, id, ttl: ttl_secs, error: String::new() }))
+            }
+            other => unreachable!("a grant applies as a grant, got {other:?}"),
+        }
+    }
+
+    async fn lease_revoke(
+        &self,
+        request: Request<pb::LeaseRevokeRequest>,
+    ) -> Result<Response<pb::LeaseRevokeResponse>, Status> {
+        let id = request.into_inner().id;
+        let r = self.shared.shard.write(engine::Command::LeaseRevoke { id }).await.map_err(status_of)?;
+        Ok(Response::new(pb::LeaseRevokeResponse { header: self.shared.header_of(&r) }))
+    }
+
+    type LeaseKeepAliveStream = BoxStream<pb::LeaseKeepAliveResponse>;
+
+    async fn lease_keep_alive(
+        &self,
+        request: Request<tonic::Streaming<pb::LeaseKeepAliveRequest>>,
+    ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
+        let shared = self.shared.clone();
+        let inbound = request.into_inner();
+        let out = futures_util::stream::unfold((inbound, shared), |(mut inbound, shared)| async move {
+            let msg = match inbound.message().await {
+                Ok(Some(m)) => m,
+                Ok(None) => return None,
+                Err(e) => return Some((Err(e), (inbound, shared))),
+            };
+            let reply = match shared.shard.lease_keep_alive(msg.id, std::time::Instant::now()).await {
+                Ok(r) => Ok(pb::LeaseKeepAliveResponse { header: shared.header_of(&r), id: msg.id, ttl: r.value }),
+                Err(e) => Err(status_of(e)),
+            };
+            Some((reply, (inbound, shared)))
+        });
+        Ok(Response::new(Box::pin(out)))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        request: Request<pb::LeaseTimeToLiveRequest>,
+    ) -> Result<Response<pb::LeaseTimeToLiveResponse>, Status> {
+        let req = request.into_inner();
+        let r = self
+            .shared
+            .shard
+            .lease_time_to_live(req.id, req.keys, std::time::Instant::now())
+            .await
+            .map_err(status_of)?;
+        let header = self.shared.header_of(&r);
+        let i = r.value;
+        Ok(Response::new(pb::LeaseTimeToLiveResponse {
+            header,
+            id: i.id,
+            ttl: i.ttl_secs,
+            granted_ttl: i.granted_ttl_secs,
+            keys: i.keys,
+        }))
+    }
+
+    async fn lease_leases(
+        &self,
+        _request: Request<pb::LeaseLeasesRequest>,
+    ) -> Result<Response<pb::LeaseLeasesResponse>, Status> {
+        let r = self.shared.shard.leases().await.map_err(status_of)?;
+        let header = self.shared.header_of(&r);
+        Ok(Response::new(pb::LeaseLeasesResponse {
+            header,
+            leases: r.value.into_iter().map(|id| pb::LeaseStatus { id }).collect(),
+        }))
     }
 }

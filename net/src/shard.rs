@@ -10,18 +10,22 @@
 //! Generic over `raftlog::Storage`, so tests drive it over the simulated
 //! disk with crashes and torn writes.
 
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
+use std::time::{Duration, Instant};
 
 use engine::{Applied, Command, Limits, Mvcc};
 use futures_util::future::{select, Either};
 use raftlog::{Storage, Wal};
 use tokio::sync::{mpsc, oneshot};
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use crate::metrics::METRICS;
 use crate::rt::yield_now;
+use crate::watch::{StreamId, WatchHub, WatchIn, WatchOut};
 
 /// Requests waiting in a shard's inbox before senders are pushed back.
 pub const INBOX_REQUESTS_MAX: usize = 8192;
@@ -29,8 +33,11 @@ pub const INBOX_REQUESTS_MAX: usize = 8192;
 pub const BATCH_ENTRIES_MAX: usize = 4096;
 /// Messages handled before the shard yields to the core's other tasks.
 pub const INBOX_BUDGET_MESSAGES: usize = 256;
-/// The Raft term of a single-member keyspace until Raft elections exist.
-pub const SINGLE_MEMBER_TERM: u64 = 1;
+/// etcd's default `--watch-progress-notify-interval`.
+pub const PROGRESS_NOTIFY_INTERVAL_DEFAULT: Duration = Duration::from_secs(600);
+/// The term a new keyspace's log starts in; each start then takes office in
+/// the next term.
+pub const BOOTSTRAP_TERM: u64 = 1;
 
 /// What the shard answers besides the operation's own result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,25 +86,51 @@ enum Request {
     Status(oneshot::Sender<ShardStatus>),
     HashKv(i64, Reply<engine::HashKv>),
     Hash(Reply<u32>),
+    /// Time passes: drives lease expiry, watch catch-up and progress
+    /// notifications. The shard never reads the clock itself.
+    Tick(Instant),
+    WatchOpen(oneshot::Sender<(StreamId, mpsc::Receiver<WatchOut>)>),
+    Watch(StreamId, WatchIn),
+    WatchClose(StreamId),
+    LeaseKeepAlive(i64, Instant, Reply<i64>),
+    LeaseTimeToLive(i64, bool, Instant, Reply<LeaseInfo>),
+    Leases(Reply<Vec<i64>>),
+}
+
+/// Lease.TimeToLive's answer; `ttl_secs = -1` for an unknown lease.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LeaseInfo {
+    pub id: i64,
+    pub ttl_secs: i64,
+    pub granted_ttl_secs: i64,
+    pub keys: Vec<Vec<u8>>,
 }
 
 /// The `Send + Sync` way to a shard, held by every core's services.
 #[derive(Clone)]
 pub struct ShardHandle {
     tx: mpsc::Sender<Request>,
+    term: Arc<AtomicU64>,
 }
 
 /// The receiving end, moved into the shard's task.
 pub struct Inbox {
     rx: mpsc::Receiver<Request>,
+    term: Arc<AtomicU64>,
 }
 
 pub fn channel() -> (ShardHandle, Inbox) {
     let (tx, rx) = mpsc::channel(INBOX_REQUESTS_MAX);
-    (ShardHandle { tx }, Inbox { rx })
+    let term = Arc::new(AtomicU64::new(0));
+    (ShardHandle { tx, term: term.clone() }, Inbox { rx, term })
 }
 
 impl ShardHandle {
+    /// The keyspace's current Raft term (0 before its shard runs).
+    pub fn raft_term(&self) -> u64 {
+        self.term.load(Ordering::Relaxed)
+    }
+
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Request) -> Result<T, ShardError> {
         let (tx, rx) = oneshot::channel();
         self.tx.send(make(tx)).await.map_err(|_| ShardError::Stopped)?;
@@ -128,6 +161,44 @@ impl ShardHandle {
     pub async fn hash(&self) -> Result<Revisioned<u32>, ShardError> {
         self.ask(Request::Hash).await?
     }
+
+    /// Offers a clock tick without waiting; a full inbox skips it.
+    pub fn tick(&self, now: Instant) {
+        let _ = self.tx.try_send(Request::Tick(now));
+    }
+
+    pub async fn watch_open(&self) -> Result<(StreamId, mpsc::Receiver<WatchOut>), ShardError> {
+        self.ask(Request::WatchOpen).await
+    }
+
+    pub async fn watch(&self, stream: StreamId, req: WatchIn) -> Result<(), ShardError> {
+        self.tx.send(Request::Watch(stream, req)).await.map_err(|_| ShardError::Stopped)
+    }
+
+    /// Closes a watch stream; never waits (it runs from drop paths).
+    pub fn watch_close(&self, stream: StreamId) {
+        let tx = self.tx.clone();
+        if let Err(mpsc::error::TrySendError::Full(req)) = tx.try_send(Request::WatchClose(stream)) {
+            // The stream's outbox is dropped with its receiver, so the
+            // shard also notices on its next send; retry off the hot path.
+            std::thread::spawn(move || {
+                let _ = tx.blocking_send(req);
+            });
+        }
+    }
+
+    /// The lease's TTL after the refresh, or 0 if it does not exist.
+    pub async fn lease_keep_alive(&self, id: i64, now: Instant) -> Result<Revisioned<i64>, ShardError> {
+        self.ask(|tx| Request::LeaseKeepAlive(id, now, tx)).await?
+    }
+
+    pub async fn lease_time_to_live(&self, id: i64, keys: bool, now: Instant) -> Result<Revisioned<LeaseInfo>, ShardError> {
+        self.ask(|tx| Request::LeaseTimeToLive(id, keys, now, tx)).await?
+    }
+
+    pub async fn leases(&self) -> Result<Revisioned<Vec<i64>>, ShardError> {
+        self.ask(Request::Leases).await?
+    }
 }
 
 type SyncFuture<S> = Pin<Box<dyn Future<Output = (Wal<S>, Result<u64, raftlog::WalError>)>>>;
@@ -148,6 +219,16 @@ pub struct Shard<S: Storage + 'static> {
     fsyncs: u64,
     entries_synced: u64,
     sync_started: Option<std::time::Instant>,
+    watch: WatchHub,
+    /// The latest time the shard was told.
+    now: Option<Instant>,
+    /// Leader-local lease deadlines (etcd keeps them in memory too: after a
+    /// restart every lease gets its full TTL again).
+    lease_deadlines: HashMap<i64, Instant>,
+    /// Leases whose expiry revoke is in the log but not yet applied.
+    lease_revoking: HashSet<i64>,
+    last_progress_notify: Option<Instant>,
+    progress_notify_interval: Duration,
 }
 
 impl Shard<crate::disk::DirStorage> {
@@ -174,19 +255,31 @@ impl<S: Storage + 'static> Shard<S> {
             );
         }
         let mut mvcc = Mvcc::new();
-        let mut term = SINGLE_MEMBER_TERM;
+        let mut last_term = 0;
         let mut last_index = 0;
         for entry in &recovered.entries {
+            last_term = last_term.max(entry.term);
+            last_index = entry.index;
+            if entry.payload.is_empty() {
+                // A new term's empty entry, as a Raft leader appends.
+                continue;
+            }
             let cmd = Command::decode(&entry.payload)
                 .map_err(|e| format!("WAL entry {} (term {}) does not decode: {e:?}", entry.index, entry.term))?;
             // Failed commands fail again identically: apply is deterministic.
             let _ = mvcc.apply(&cmd);
-            term = term.max(entry.term);
-            last_index = entry.index;
+            let _ = mvcc.take_events();
         }
         assert_eq!(last_index, wal.last_index(), "replayed every recovered entry");
+        // Each start takes office in a new term with an empty entry, as a
+        // Raft leader does; a fresh member is at term 2, like etcd's.
+        let mut wal = wal;
+        let term = last_term.max(BOOTSTRAP_TERM) + 1;
+        last_index += 1;
+        wal.append(term, last_index, &[]);
+        wal.sync().await.map_err(|e| e.to_string())?;
         tracing::info!(
-            "keyspace recovered: {} WAL entries, revision {}",
+            "keyspace recovered: {} WAL entries, revision {}, term {term}",
             recovered.entries.len(),
             mvcc.current_revision()
         );
@@ -202,7 +295,18 @@ impl<S: Storage + 'static> Shard<S> {
             fsyncs: 0,
             entries_synced: 0,
             sync_started: None,
+            watch: WatchHub::default(),
+            now: None,
+            lease_deadlines: HashMap::new(),
+            lease_revoking: HashSet::new(),
+            last_progress_notify: None,
+            progress_notify_interval: PROGRESS_NOTIFY_INTERVAL_DEFAULT,
         })
+    }
+
+    /// etcd's `--watch-progress-notify-interval`.
+    pub fn set_progress_notify_interval(&mut self, interval: Duration) {
+        self.progress_notify_interval = interval;
     }
 
     pub fn mvcc(&self) -> &Mvcc {
@@ -217,6 +321,7 @@ impl<S: Storage + 'static> Shard<S> {
     /// shard at once with the error, before anything more is acknowledged;
     /// the caller must stop the process: an fsync is never retried.
     pub async fn run(mut self, mut inbox: Inbox) -> Result<(), String> {
+        inbox.term.store(self.term, Ordering::Relaxed);
         let mut inflight: Option<SyncFuture<S>> = None;
         let mut open = true;
         while open || inflight.is_some() || !self.pending.is_empty() {
@@ -298,6 +403,89 @@ impl<S: Storage + 'static> Shard<S> {
             Request::Hash(reply) => {
                 let _ = reply.send(Ok(self.header(self.mvcc.hash())));
             }
+            Request::Tick(now) => self.tick(now),
+            Request::WatchOpen(reply) => {
+                let _ = reply.send(self.watch.open());
+            }
+            Request::Watch(stream, req) => {
+                self.watch.request(stream, req, self.mvcc.current_revision());
+                if self.watch.has_unsynced() {
+                    self.watch.catch_up(&self.mvcc);
+                }
+            }
+            Request::WatchClose(stream) => self.watch.close(stream),
+            Request::LeaseKeepAlive(id, now, reply) => {
+                self.observe(now);
+                let ttl = match self.mvcc.lease_ttl(id) {
+                    Some(ttl) if !self.lease_revoking.contains(&id) => {
+                        self.lease_deadlines.insert(id, now + Duration::from_secs(ttl as u64));
+                        ttl
+                    }
+                    _ => 0,
+                };
+                let _ = reply.send(Ok(self.header(ttl)));
+            }
+            Request::LeaseTimeToLive(id, with_keys, now, reply) => {
+                self.observe(now);
+                let info = match self.mvcc.lease_ttl(id) {
+                    Some(granted) => {
+                        let remaining = match self.lease_deadlines.get(&id) {
+                            Some(d) => d.saturating_duration_since(now).as_secs() as i64,
+                            None => granted,
+                        };
+                        LeaseInfo {
+                            id,
+                            ttl_secs: remaining,
+                            granted_ttl_secs: granted,
+                            keys: if with_keys { self.mvcc.lease_keys(id) } else { Vec::new() },
+                        }
+                    }
+                    None => LeaseInfo { id, ttl_secs: -1, granted_ttl_secs: 0, keys: Vec::new() },
+                };
+                let _ = reply.send(Ok(self.header(info)));
+            }
+            Request::Leases(reply) => {
+                let ids = self.mvcc.leases().into_iter().map(|(id, _)| id).collect();
+                let _ = reply.send(Ok(self.header(ids)));
+            }
+        }
+    }
+
+    fn observe(&mut self, now: Instant) {
+        if self.now.is_none_or(|t| now > t) {
+            self.now = Some(now);
+        }
+    }
+
+    fn tick(&mut self, now: Instant) {
+        self.observe(now);
+        let now = self.now.expect("just observed");
+        // Leases recovered from the log, or granted before any tick, start
+        // their full TTL now.
+        for (id, ttl) in self.mvcc.leases() {
+            self.lease_deadlines.entry(id).or_insert(now + Duration::from_secs(ttl as u64));
+        }
+        let expired: Vec<i64> = self
+            .lease_deadlines
+            .iter()
+            .filter(|(id, d)| **d <= now && !self.lease_revoking.contains(id))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            // Expiry is a logged revoke, like a client's: replay is exact.
+            self.lease_revoking.insert(id);
+            let (tx, _rx) = oneshot::channel();
+            self.pending.push((Command::LeaseRevoke { id }, tx));
+        }
+        if self.watch.has_unsynced() {
+            self.watch.catch_up(&self.mvcc);
+        }
+        let due = self.last_progress_notify.is_none_or(|t| now.duration_since(t) >= self.progress_notify_interval);
+        if due {
+            if self.last_progress_notify.is_some() {
+                self.watch.notify_progress(self.mvcc.current_revision());
+            }
+            self.last_progress_notify = Some(now);
         }
     }
 
@@ -351,10 +539,27 @@ impl<S: Storage + 'static> Shard<S> {
             let res = self.mvcc.apply(&cmd);
             debug_assert!(self.mvcc.current_revision() >= rev_before, "revisions never go backwards");
             self.applied_index += 1;
+            let events = self.mvcc.take_events();
+            self.watch.publish(self.mvcc.current_revision(), &events);
+            match (&cmd, &res) {
+                (Command::LeaseGrant { id, ttl_secs }, Ok(_)) => {
+                    if let Some(now) = self.now {
+                        self.lease_deadlines.insert(*id, now + Duration::from_secs(*ttl_secs as u64));
+                    }
+                }
+                (Command::LeaseRevoke { id }, _) => {
+                    self.lease_deadlines.remove(id);
+                    self.lease_revoking.remove(id);
+                }
+                _ => {}
+            }
             let res = res.map(|v| self.header(v)).map_err(ShardError::from);
             let _ = reply.send(res);
         }
         debug_assert_eq!(self.applied_index, self.last_index);
+        if self.watch.has_unsynced() {
+            self.watch.catch_up(&self.mvcc);
+        }
         METRICS.applied_index.store(self.applied_index, Ordering::Relaxed);
         METRICS.revision.store(self.mvcc.current_revision() as u64, Ordering::Relaxed);
         METRICS.db_size_bytes.store(self.mvcc.approx_bytes(), Ordering::Relaxed);

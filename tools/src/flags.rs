@@ -289,7 +289,7 @@ pub static SPECS: &[FlagSpec] = &[
     nye("compact-hash-check-time", Kind::Duration, "1m"),
     nye("compaction-batch-limit", Kind::Int, "1000"),
     nye("compaction-sleep-interval", Kind::Duration, "0s"),
-    nye("watch-progress-notify-interval", Kind::Duration, "10m"),
+    eff("watch-progress-notify-interval", Kind::Duration, "10m"),
     nye("warning-apply-duration", Kind::Duration, "100ms"),
     nye("bootstrap-defrag-threshold-megabytes", Kind::Uint, "0"),
     nye("max-learners", Kind::Int, "1"),

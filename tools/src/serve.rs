@@ -57,6 +57,13 @@ pub fn main(args: Vec<String>, env: Vec<(String, String)>) -> i32 {
         initial_cluster_token: config.initial_cluster_token.clone(),
         max_txn_ops: config.max_txn_ops,
         max_request_bytes: config.max_request_bytes,
+        lease_ttl_min_secs: lease_ttl_min_secs(config.flags.uint("election-timeout")),
+        progress_notify_interval: config
+            .flags
+            .duration("watch-progress-notify-interval")
+            .to_std()
+            .filter(|d| !d.is_zero())
+            .unwrap_or(net::shard::PROGRESS_NOTIFY_INTERVAL_DEFAULT),
         force_epoll: config.force_epoll,
         cores: config.cores.max(1),
     };
@@ -82,6 +89,11 @@ pub fn main(args: Vec<String>, env: Vec<(String, String)>) -> i32 {
             1
         }
     }
+}
+
+/// etcd's minimum lease TTL: ceil(1.5 × election timeout), in seconds.
+fn lease_ttl_min_secs(election_timeout_ms: u64) -> i64 {
+    (election_timeout_ms * 3).div_ceil(2).div_ceil(1000).max(1) as i64
 }
 
 fn metrics_addrs(config: &Config) -> Result<Vec<SocketAddr>, String> {
@@ -115,4 +127,14 @@ fn init_logging(level: &str) {
         .with_ansi(ansi)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn lease_ttl_minimum_follows_election_timeout() {
+        assert_eq!(super::lease_ttl_min_secs(1000), 2);
+        assert_eq!(super::lease_ttl_min_secs(5000), 8);
+        assert_eq!(super::lease_ttl_min_secs(100), 1);
+    }
 }

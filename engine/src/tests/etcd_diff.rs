@@ -186,7 +186,7 @@ fn replay(m: &mut Mvcc, rec: &Value) -> Option<Value> {
         v
     };
     if let Some(id) = rec.get("lease_grant") {
-        m.lease_grant(int(id));
+        grant(m, int(id));
         return None;
     }
     let answer = if let Some(p) = rec.get("put") {

@@ -14,7 +14,7 @@ fn hash_kv_matches_etcd_across_compactions() {
     ok(&mut m, put("a", "1")); // 2
     ok(&mut m, put("b", "2")); // 3
     ok(&mut m, put("a", "11")); // 4
-    m.lease_grant(1000);
+    grant(&mut m, 1000);
     ok(
         &mut m,
         Command::Put(PutRequest {
@@ -90,7 +90,7 @@ fn hash_kv_after_compact_zero_matches_etcd() {
     let mut m = Mvcc::new();
     ok(&mut m, compact(0));
     assert_eq!(hkv(&m, 0), Ok((1084519789, -1, 0)));
-    m.lease_grant(777);
+    grant(&mut m, 777);
     ok(
         &mut m,
         Command::Put(PutRequest {

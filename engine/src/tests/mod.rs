@@ -4,6 +4,7 @@
 mod codec;
 mod etcd_diff;
 mod etcd_fixtures;
+mod leases_events;
 mod model;
 mod rules;
 mod validation;
@@ -72,6 +73,11 @@ pub(crate) fn compact(rev: i64) -> Command {
         revision: rev,
         physical: false,
     })
+}
+
+/// Grants lease `id` (TTL 100 s) through the log command.
+pub(crate) fn grant(m: &mut Mvcc, id: i64) {
+    ok(m, Command::LeaseGrant { id, ttl_secs: 100 });
 }
 
 /// Applies and unwraps.

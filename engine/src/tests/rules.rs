@@ -338,7 +338,7 @@ fn sort_order_none_with_a_limit_sorts_only_the_first_limit_plus_one_keys() {
 #[test]
 fn keys_only_drops_value_and_in_the_fast_path_the_lease() {
     let mut m = Mvcc::new();
-    m.lease_grant(777);
+    grant(&mut m, 777);
     ok(
         &mut m,
         Command::Put(PutRequest {
@@ -383,7 +383,7 @@ fn keys_only_drops_value_and_in_the_fast_path_the_lease() {
 #[test]
 fn put_prev_kv_ignore_value_ignore_lease() {
     let mut m = Mvcc::new();
-    m.lease_grant(5);
+    grant(&mut m, 5);
     let r = ok(
         &mut m,
         Command::Put(PutRequest {
@@ -493,8 +493,14 @@ fn lease_not_found_before_key_not_found() {
     );
     assert_eq!(m.current_revision(), 1);
     assert!(!m.lease_exists(9));
-    assert!(m.lease_grant(9));
-    assert!(!m.lease_grant(9));
+    grant(&mut m, 9);
+    assert_eq!(
+        m.apply(&Command::LeaseGrant {
+            id: 9,
+            ttl_secs: 100
+        }),
+        Err(Error::LeaseExists)
+    );
     assert!(m.lease_exists(9));
     ok(
         &mut m,
@@ -509,7 +515,7 @@ fn lease_not_found_before_key_not_found() {
 #[test]
 fn txn_compare_targets_and_results() {
     let mut m = Mvcc::new();
-    m.lease_grant(3);
+    grant(&mut m, 3);
     ok(&mut m, put("a", "m")); // 2
     ok(
         &mut m,
@@ -963,7 +969,6 @@ fn compaction_rules() {
     let kept: Vec<(Vec<u8>, i64, bool)> = m
         .store
         .records_by_revision()
-        .into_iter()
         .map(|(k, r)| (k.to_vec(), r.rev.main, r.is_tombstone()))
         .collect();
     assert_eq!(
@@ -978,7 +983,6 @@ fn compaction_rules() {
     let kept: Vec<i64> = m
         .store
         .records_by_revision()
-        .into_iter()
         .map(|(_, r)| r.rev.main)
         .collect();
     assert_eq!(kept, vec![8]);
@@ -1076,6 +1080,9 @@ fn error_texts_are_etcds() {
             Error::LeaseNotFound,
             "etcdserver: requested lease not found",
         ),
+        // Verified live (gateway lease/grant answers).
+        (Error::LeaseExists, "etcdserver: lease already exists"),
+        (Error::LeaseTtlTooLarge, "etcdserver: too large lease TTL"),
     ];
     for (e, text) in all {
         assert_eq!(e.to_string(), text);
