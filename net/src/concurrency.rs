@@ -13,7 +13,10 @@
 
 use std::sync::Arc;
 
-use engine::{Compare, CompareResult, CompareTarget, RangeRequest, RequestOp, ResponseOp, SortOrder, SortTarget};
+use engine::{
+    Compare, CompareResult, CompareTarget, RangeRequest, RequestOp, ResponseOp, SortOrder,
+    SortTarget,
+};
 use tonic::{Request, Response, Status};
 
 use crate::convert;
@@ -67,7 +70,11 @@ fn creator_query(prefix: &[u8], newest: bool, max_create_revision: i64) -> Range
         key: prefix.to_vec(),
         range_end: prefix_end(prefix),
         limit: 1,
-        sort_order: if newest { SortOrder::Descend } else { SortOrder::Ascend },
+        sort_order: if newest {
+            SortOrder::Descend
+        } else {
+            SortOrder::Ascend
+        },
         sort_target: SortTarget::Create,
         max_create_revision,
         ..Default::default()
@@ -84,11 +91,18 @@ async fn wait_delete(shard: &ShardHandle, key: Vec<u8>, rev: i64) -> Result<(), 
         }
     }
     let _close = Close(shard, stream);
-    let spec = CreateSpec { key, start_revision: rev + 1, no_put: true, ..Default::default() };
+    let spec = CreateSpec {
+        key,
+        start_revision: rev + 1,
+        no_put: true,
+        ..Default::default()
+    };
     shard.watch(stream, WatchIn::Create(spec)).await?;
     while let Some(out) = rx.recv().await {
         match out {
-            WatchOut::Events { events, .. } if events.iter().any(|e| e.kind == engine::EventKind::Delete) => {
+            WatchOut::Events { events, .. }
+                if events.iter().any(|e| e.kind == engine::EventKind::Delete) =>
+            {
                 return Ok(())
             }
             // Compacted past: the caller re-reads the prefix.
@@ -101,10 +115,18 @@ async fn wait_delete(shard: &ShardHandle, key: Vec<u8>, rev: i64) -> Result<(), 
 
 /// etcd's waitDeletes: returns once no key under `prefix` was created at or
 /// below `max_create_revision`.
-async fn wait_deletes(shard: &ShardHandle, prefix: &[u8], max_create_revision: i64) -> Result<(), ShardError> {
+async fn wait_deletes(
+    shard: &ShardHandle,
+    prefix: &[u8],
+    max_create_revision: i64,
+) -> Result<(), ShardError> {
     loop {
-        let r = shard.range(creator_query(prefix, true, max_create_revision)).await?;
-        let Some(kv) = r.value.kvs.first() else { return Ok(()) };
+        let r = shard
+            .range(creator_query(prefix, true, max_create_revision))
+            .await?;
+        let Some(kv) = r.value.kvs.first() else {
+            return Ok(());
+        };
         wait_delete(shard, kv.key.clone(), r.revision).await?;
     }
 }
@@ -119,7 +141,12 @@ fn contender_key(name: &[u8], lease: i64) -> Vec<u8> {
 
 /// Creates (or finds) the contender key; returns its create revision and
 /// whether it was found with another value.
-async fn enter(shard: &ShardHandle, key: &[u8], value: &[u8], lease: i64) -> Result<(i64, Option<Vec<u8>>), ShardError> {
+async fn enter(
+    shard: &ShardHandle,
+    key: &[u8],
+    value: &[u8],
+    lease: i64,
+) -> Result<(i64, Option<Vec<u8>>), ShardError> {
     let txn = engine::TxnRequest {
         compare: vec![Compare {
             result: CompareResult::Equal,
@@ -133,14 +160,21 @@ async fn enter(shard: &ShardHandle, key: &[u8], value: &[u8], lease: i64) -> Res
             lease,
             ..Default::default()
         })],
-        failure: vec![RequestOp::Range(RangeRequest { key: key.to_vec(), ..Default::default() })],
+        failure: vec![RequestOp::Range(RangeRequest {
+            key: key.to_vec(),
+            ..Default::default()
+        })],
     };
     let r = shard.write(engine::Command::Txn(txn)).await?;
     let t = txn_response(&r);
     if t.succeeded {
         return Ok((r.revision, None));
     }
-    let kv = range_of(&t.responses[0]).kvs.first().cloned().expect("the compare saw the key");
+    let kv = range_of(&t.responses[0])
+        .kvs
+        .first()
+        .cloned()
+        .expect("the compare saw the key");
     Ok((kv.create_revision, Some(kv.value)))
 }
 
@@ -157,7 +191,10 @@ impl LockService {
 
 #[tonic::async_trait]
 impl lpb::lock_server::Lock for LockService {
-    async fn lock(&self, request: Request<lpb::LockRequest>) -> Result<Response<lpb::LockResponse>, Status> {
+    async fn lock(
+        &self,
+        request: Request<lpb::LockRequest>,
+    ) -> Result<Response<lpb::LockResponse>, Status> {
         let req = request.into_inner();
         let shard = &self.shared.shard;
         let mut prefix = req.name.clone();
@@ -166,28 +203,52 @@ impl lpb::lock_server::Lock for LockService {
         let (my_rev, _) = enter(shard, &key, b"", req.lease).await.map_err(untyped)?;
         let waited = wait_deletes(shard, &prefix, my_rev - 1).await;
         if let Err(e) = waited {
-            let _ = shard.write(engine::Command::DeleteRange(delete(&key))).await;
+            let _ = shard
+                .write(engine::Command::DeleteRange(delete(&key)))
+                .await;
             return Err(untyped(e));
         }
         // The lease may have expired while waiting: never grant the lock
         // to a key that no longer exists.
-        let r = shard.range(RangeRequest { key: key.clone(), ..Default::default() }).await.map_err(untyped)?;
+        let r = shard
+            .range(RangeRequest {
+                key: key.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(untyped)?;
         match r.value.kvs.first() {
             Some(kv) if kv.create_revision == my_rev => {}
             _ => return Err(untyped_etcd(errors::LOCK_SESSION_EXPIRED)),
         }
-        Ok(Response::new(lpb::LockResponse { header: self.shared.header(r.revision, r.raft_term), key }))
+        Ok(Response::new(lpb::LockResponse {
+            header: self.shared.header(r.revision, r.raft_term),
+            key,
+        }))
     }
 
-    async fn unlock(&self, request: Request<lpb::UnlockRequest>) -> Result<Response<lpb::UnlockResponse>, Status> {
+    async fn unlock(
+        &self,
+        request: Request<lpb::UnlockRequest>,
+    ) -> Result<Response<lpb::UnlockResponse>, Status> {
         let key = request.into_inner().key;
-        let r = self.shared.shard.write(engine::Command::DeleteRange(delete(&key))).await.map_err(untyped)?;
-        Ok(Response::new(lpb::UnlockResponse { header: self.shared.header(r.revision, r.raft_term) }))
+        let r = self
+            .shared
+            .shard
+            .write(engine::Command::DeleteRange(delete(&key)))
+            .await
+            .map_err(untyped)?;
+        Ok(Response::new(lpb::UnlockResponse {
+            header: self.shared.header(r.revision, r.raft_term),
+        }))
     }
 }
 
 fn delete(key: &[u8]) -> engine::DeleteRangeRequest {
-    engine::DeleteRangeRequest { key: key.to_vec(), ..Default::default() }
+    engine::DeleteRangeRequest {
+        key: key.to_vec(),
+        ..Default::default()
+    }
 }
 
 #[derive(Clone)]
@@ -201,7 +262,11 @@ impl ElectionService {
     }
 
     /// Replaces the leader's value if it still holds its key at `rev`.
-    async fn proclaim_inner(&self, leader: &epb::LeaderKey, value: &[u8]) -> Result<Revisioned<engine::Applied>, Status> {
+    async fn proclaim_inner(
+        &self,
+        leader: &epb::LeaderKey,
+        value: &[u8],
+    ) -> Result<Revisioned<engine::Applied>, Status> {
         let txn = engine::TxnRequest {
             compare: vec![Compare {
                 result: CompareResult::Equal,
@@ -217,7 +282,12 @@ impl ElectionService {
             })],
             failure: Vec::new(),
         };
-        let r = self.shared.shard.write(engine::Command::Txn(txn)).await.map_err(untyped)?;
+        let r = self
+            .shared
+            .shard
+            .write(engine::Command::Txn(txn))
+            .await
+            .map_err(untyped)?;
         if !txn_response(&r).succeeded {
             return Err(untyped_etcd(errors::ELECTION_NOT_LEADER));
         }
@@ -231,23 +301,40 @@ fn election_prefix(name: &[u8]) -> Vec<u8> {
     p
 }
 
-type LeaderStream = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<epb::LeaderResponse, Status>> + Send>>;
+type LeaderStream =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<epb::LeaderResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl epb::election_server::Election for ElectionService {
-    async fn campaign(&self, request: Request<epb::CampaignRequest>) -> Result<Response<epb::CampaignResponse>, Status> {
+    async fn campaign(
+        &self,
+        request: Request<epb::CampaignRequest>,
+    ) -> Result<Response<epb::CampaignResponse>, Status> {
         let req = request.into_inner();
         let shard = &self.shared.shard;
         let key = contender_key(&req.name, req.lease);
-        let (rev, existing) = enter(shard, &key, &req.value, req.lease).await.map_err(untyped)?;
-        let leader = epb::LeaderKey { name: req.name.clone(), key: key.clone(), rev, lease: req.lease };
+        let (rev, existing) = enter(shard, &key, &req.value, req.lease)
+            .await
+            .map_err(untyped)?;
+        let leader = epb::LeaderKey {
+            name: req.name.clone(),
+            key: key.clone(),
+            rev,
+            lease: req.lease,
+        };
         if existing.is_some_and(|v| v != req.value) {
             self.proclaim_inner(&leader, &req.value).await?;
         }
         if let Err(e) = wait_deletes(shard, &election_prefix(&req.name), rev - 1).await {
             return Err(untyped(e));
         }
-        let r = shard.range(RangeRequest { key: key.clone(), ..Default::default() }).await.map_err(untyped)?;
+        let r = shard
+            .range(RangeRequest {
+                key: key.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(untyped)?;
         match r.value.kvs.first() {
             Some(kv) if kv.create_revision == rev => {}
             _ => return Err(untyped_etcd(errors::LOCK_SESSION_EXPIRED)),
@@ -258,16 +345,24 @@ impl epb::election_server::Election for ElectionService {
         }))
     }
 
-    async fn proclaim(&self, request: Request<epb::ProclaimRequest>) -> Result<Response<epb::ProclaimResponse>, Status> {
+    async fn proclaim(
+        &self,
+        request: Request<epb::ProclaimRequest>,
+    ) -> Result<Response<epb::ProclaimResponse>, Status> {
         let req = request.into_inner();
         let Some(leader) = req.leader else {
             return Err(untyped_etcd(errors::ELECTION_MISSING_LEADER_KEY));
         };
         let r = self.proclaim_inner(&leader, &req.value).await?;
-        Ok(Response::new(epb::ProclaimResponse { header: self.shared.header(r.revision, r.raft_term) }))
+        Ok(Response::new(epb::ProclaimResponse {
+            header: self.shared.header(r.revision, r.raft_term),
+        }))
     }
 
-    async fn leader(&self, request: Request<epb::LeaderRequest>) -> Result<Response<epb::LeaderResponse>, Status> {
+    async fn leader(
+        &self,
+        request: Request<epb::LeaderRequest>,
+    ) -> Result<Response<epb::LeaderResponse>, Status> {
         let name = request.into_inner().name;
         let q = creator_query(&election_prefix(&name), false, 0);
         let r = self.shared.shard.range(q).await.map_err(untyped)?;
@@ -282,37 +377,46 @@ impl epb::election_server::Election for ElectionService {
 
     type ObserveStream = LeaderStream;
 
-    async fn observe(&self, request: Request<epb::LeaderRequest>) -> Result<Response<Self::ObserveStream>, Status> {
+    async fn observe(
+        &self,
+        request: Request<epb::LeaderRequest>,
+    ) -> Result<Response<Self::ObserveStream>, Status> {
         let prefix = election_prefix(&request.into_inner().name);
         let shared = self.shared.clone();
         // State: the last leader (key, mod revision) sent.
-        let out = futures_util::stream::unfold((shared, prefix, None::<(Vec<u8>, i64)>), |(shared, prefix, last)| async move {
-            loop {
-                let q = creator_query(&prefix, false, 0);
-                let r = match shared.shard.range(q).await {
-                    Ok(r) => r,
-                    Err(e) => return Some((Err(untyped(e)), (shared, prefix, last))),
-                };
-                if let Some(kv) = r.value.kvs.first() {
-                    let now = (kv.key.clone(), kv.mod_revision);
-                    if last.as_ref() != Some(&now) {
-                        let resp = epb::LeaderResponse {
-                            header: shared.header(r.revision, r.raft_term),
-                            kv: Some(convert::kv_to_pb(kv.clone())),
-                        };
-                        return Some((Ok(resp), (shared, prefix, Some(now))));
+        let out = futures_util::stream::unfold(
+            (shared, prefix, None::<(Vec<u8>, i64)>),
+            |(shared, prefix, last)| async move {
+                loop {
+                    let q = creator_query(&prefix, false, 0);
+                    let r = match shared.shard.range(q).await {
+                        Ok(r) => r,
+                        Err(e) => return Some((Err(untyped(e)), (shared, prefix, last))),
+                    };
+                    if let Some(kv) = r.value.kvs.first() {
+                        let now = (kv.key.clone(), kv.mod_revision);
+                        if last.as_ref() != Some(&now) {
+                            let resp = epb::LeaderResponse {
+                                header: shared.header(r.revision, r.raft_term),
+                                kv: Some(convert::kv_to_pb(kv.clone())),
+                            };
+                            return Some((Ok(resp), (shared, prefix, Some(now))));
+                        }
+                    }
+                    // Wait for the next change under the prefix.
+                    if let Err(e) = wait_change(&shared.shard, &prefix, r.revision).await {
+                        return Some((Err(untyped(e)), (shared, prefix, last)));
                     }
                 }
-                // Wait for the next change under the prefix.
-                if let Err(e) = wait_change(&shared.shard, &prefix, r.revision).await {
-                    return Some((Err(untyped(e)), (shared, prefix, last)));
-                }
-            }
-        });
+            },
+        );
         Ok(Response::new(Box::pin(out)))
     }
 
-    async fn resign(&self, request: Request<epb::ResignRequest>) -> Result<Response<epb::ResignResponse>, Status> {
+    async fn resign(
+        &self,
+        request: Request<epb::ResignRequest>,
+    ) -> Result<Response<epb::ResignResponse>, Status> {
         let Some(leader) = request.into_inner().leader else {
             return Err(untyped_etcd(errors::ELECTION_MISSING_LEADER_KEY));
         };
@@ -326,15 +430,27 @@ impl epb::election_server::Election for ElectionService {
             success: vec![RequestOp::DeleteRange(delete(&leader.key))],
             failure: Vec::new(),
         };
-        let r = self.shared.shard.write(engine::Command::Txn(txn)).await.map_err(untyped)?;
-        Ok(Response::new(epb::ResignResponse { header: self.shared.header(r.revision, r.raft_term) }))
+        let r = self
+            .shared
+            .shard
+            .write(engine::Command::Txn(txn))
+            .await
+            .map_err(untyped)?;
+        Ok(Response::new(epb::ResignResponse {
+            header: self.shared.header(r.revision, r.raft_term),
+        }))
     }
 }
 
 /// Waits for any change under `prefix` after revision `rev`.
 async fn wait_change(shard: &ShardHandle, prefix: &[u8], rev: i64) -> Result<(), ShardError> {
     let (stream, mut rx) = shard.watch_open().await?;
-    let spec = CreateSpec { key: prefix.to_vec(), range_end: prefix_end(prefix), start_revision: rev + 1, ..Default::default() };
+    let spec = CreateSpec {
+        key: prefix.to_vec(),
+        range_end: prefix_end(prefix),
+        start_revision: rev + 1,
+        ..Default::default()
+    };
     let result = async {
         shard.watch(stream, WatchIn::Create(spec)).await?;
         while let Some(out) = rx.recv().await {
@@ -362,6 +478,9 @@ mod tests {
 
     #[test]
     fn contender_keys_are_name_slash_hex_lease() {
-        assert_eq!(contender_key(b"lk", 0x694d77f1d2a5c70a), b"lk/694d77f1d2a5c70a".to_vec());
+        assert_eq!(
+            contender_key(b"lk", 0x694d77f1d2a5c70a),
+            b"lk/694d77f1d2a5c70a".to_vec()
+        );
     }
 }

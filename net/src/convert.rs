@@ -7,8 +7,10 @@ use crate::pb::mvccpb;
 
 /// etcd has no error for a compare whose result or target is outside the
 /// enum; kvik refuses it explicitly rather than guessing.
-pub const INVALID_COMPARE: EtcdError =
-    EtcdError::new(tonic::Code::InvalidArgument, "etcdserver: invalid compare result or target");
+pub const INVALID_COMPARE: EtcdError = EtcdError::new(
+    tonic::Code::InvalidArgument,
+    "etcdserver: invalid compare result or target",
+);
 
 pub fn kv_to_pb(kv: engine::KeyValue) -> mvccpb::KeyValue {
     mvccpb::KeyValue {
@@ -65,7 +67,11 @@ pub fn put_from_pb(r: pb::PutRequest) -> engine::PutRequest {
 }
 
 pub fn delete_from_pb(r: pb::DeleteRangeRequest) -> engine::DeleteRangeRequest {
-    engine::DeleteRangeRequest { key: r.key, range_end: r.range_end, prev_kv: r.prev_kv }
+    engine::DeleteRangeRequest {
+        key: r.key,
+        range_end: r.range_end,
+        prev_kv: r.prev_kv,
+    }
 }
 
 fn compare_from_pb(c: pb::Compare) -> Result<engine::Compare, EtcdError> {
@@ -102,7 +108,12 @@ fn compare_from_pb(c: pb::Compare) -> Result<engine::Compare, EtcdError> {
         }),
         Err(_) => return Err(INVALID_COMPARE),
     };
-    Ok(engine::Compare { result, target, key: c.key, range_end: c.range_end })
+    Ok(engine::Compare {
+        result,
+        target,
+        key: c.key,
+        range_end: c.range_end,
+    })
 }
 
 fn op_from_pb(op: pb::RequestOp) -> Result<engine::RequestOp, EtcdError> {
@@ -120,18 +131,36 @@ fn op_from_pb(op: pb::RequestOp) -> Result<engine::RequestOp, EtcdError> {
 
 pub fn txn_from_pb(t: pb::TxnRequest) -> Result<engine::TxnRequest, EtcdError> {
     Ok(engine::TxnRequest {
-        compare: t.compare.into_iter().map(compare_from_pb).collect::<Result<_, _>>()?,
-        success: t.success.into_iter().map(op_from_pb).collect::<Result<_, _>>()?,
-        failure: t.failure.into_iter().map(op_from_pb).collect::<Result<_, _>>()?,
+        compare: t
+            .compare
+            .into_iter()
+            .map(compare_from_pb)
+            .collect::<Result<_, _>>()?,
+        success: t
+            .success
+            .into_iter()
+            .map(op_from_pb)
+            .collect::<Result<_, _>>()?,
+        failure: t
+            .failure
+            .into_iter()
+            .map(op_from_pb)
+            .collect::<Result<_, _>>()?,
     })
 }
 
 /// A header holding only a revision, as etcd puts on nested txn responses.
 fn nested_header(revision: i64) -> Option<pb::ResponseHeader> {
-    Some(pb::ResponseHeader { revision, ..Default::default() })
+    Some(pb::ResponseHeader {
+        revision,
+        ..Default::default()
+    })
 }
 
-pub fn range_to_pb(r: engine::RangeResponse, header: Option<pb::ResponseHeader>) -> pb::RangeResponse {
+pub fn range_to_pb(
+    r: engine::RangeResponse,
+    header: Option<pb::ResponseHeader>,
+) -> pb::RangeResponse {
     pb::RangeResponse {
         header,
         kvs: r.kvs.into_iter().map(kv_to_pb).collect(),
@@ -141,11 +170,21 @@ pub fn range_to_pb(r: engine::RangeResponse, header: Option<pb::ResponseHeader>)
 }
 
 pub fn put_to_pb(r: engine::PutResponse, header: Option<pb::ResponseHeader>) -> pb::PutResponse {
-    pb::PutResponse { header, prev_kv: r.prev_kv.map(kv_to_pb) }
+    pb::PutResponse {
+        header,
+        prev_kv: r.prev_kv.map(kv_to_pb),
+    }
 }
 
-pub fn delete_to_pb(r: engine::DeleteRangeResponse, header: Option<pb::ResponseHeader>) -> pb::DeleteRangeResponse {
-    pb::DeleteRangeResponse { header, deleted: r.deleted, prev_kvs: r.prev_kvs.into_iter().map(kv_to_pb).collect() }
+pub fn delete_to_pb(
+    r: engine::DeleteRangeResponse,
+    header: Option<pb::ResponseHeader>,
+) -> pb::DeleteRangeResponse {
+    pb::DeleteRangeResponse {
+        header,
+        deleted: r.deleted,
+        prev_kvs: r.prev_kvs.into_iter().map(kv_to_pb).collect(),
+    }
 }
 
 /// Nested responses carry a header holding only the revision etcd gives
@@ -176,7 +215,11 @@ pub fn txn_to_pb(r: engine::TxnResponse, header: Option<pb::ResponseHeader>) -> 
             }),
         })
         .collect();
-    pb::TxnResponse { header, succeeded: r.succeeded, responses }
+    pb::TxnResponse {
+        header,
+        succeeded: r.succeeded,
+        responses,
+    }
 }
 
 /// The typed engine error as etcd's gRPC status.

@@ -44,7 +44,11 @@ impl std::fmt::Display for DataDirError {
                 path.display()
             ),
             DataDirError::BadIdentity { path, reason } => {
-                write!(f, "{}: unreadable member identity ({reason}); refusing to start", path.display())
+                write!(
+                    f,
+                    "{}: unreadable member identity ({reason}); refusing to start",
+                    path.display()
+                )
             }
         }
     }
@@ -66,7 +70,12 @@ const IDENTITY_MAGIC: &str = "kvik-member v1";
 impl DataDir {
     /// Opens (creating if needed) and locks `path`. A new directory gets a
     /// fresh identity derived from the bootstrap parameters and randomness.
-    pub fn open(path: &Path, name: &str, cluster_token: &str, peer_urls: &[String]) -> Result<DataDir, DataDirError> {
+    pub fn open(
+        path: &Path,
+        name: &str,
+        cluster_token: &str,
+        peer_urls: &[String],
+    ) -> Result<DataDir, DataDirError> {
         let io = |p: &Path| {
             let p = p.to_path_buf();
             move |err| DataDirError::Io { path: p, err }
@@ -88,19 +97,34 @@ impl DataDir {
         // SAFETY: flock on a valid, owned descriptor.
         let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
         if rc != 0 {
-            return Err(DataDirError::Locked { path: path.to_path_buf() });
+            return Err(DataDirError::Locked {
+                path: path.to_path_buf(),
+            });
         }
         let id_path = path.join(IDENTITY_FILE);
         let identity = match std::fs::read_to_string(&id_path) {
-            Ok(text) => parse_identity(&text).map_err(|reason| DataDirError::BadIdentity { path: id_path.clone(), reason })?,
+            Ok(text) => parse_identity(&text).map_err(|reason| DataDirError::BadIdentity {
+                path: id_path.clone(),
+                reason,
+            })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let identity = new_identity(name, cluster_token, peer_urls);
-                write_atomically(path, IDENTITY_FILE, render_identity(identity).as_bytes()).map_err(io(&id_path))?;
+                write_atomically(path, IDENTITY_FILE, render_identity(identity).as_bytes())
+                    .map_err(io(&id_path))?;
                 identity
             }
-            Err(e) => return Err(DataDirError::Io { path: id_path, err: e }),
+            Err(e) => {
+                return Err(DataDirError::Io {
+                    path: id_path,
+                    err: e,
+                })
+            }
         };
-        Ok(DataDir { path: path.to_path_buf(), identity, _lock: lock })
+        Ok(DataDir {
+            path: path.to_path_buf(),
+            identity,
+            _lock: lock,
+        })
     }
 
     /// Whether `path` already holds a member (its identity was written).
@@ -133,11 +157,17 @@ fn new_identity(name: &str, cluster_token: &str, peer_urls: &[String]) -> Identi
     let cluster_id = h.finish() | 1;
     h.write(name.as_bytes());
     let member_id = h.finish() | 1;
-    Identity { cluster_id, member_id }
+    Identity {
+        cluster_id,
+        member_id,
+    }
 }
 
 fn render_identity(id: Identity) -> String {
-    format!("{IDENTITY_MAGIC}\ncluster_id={:016x}\nmember_id={:016x}\n", id.cluster_id, id.member_id)
+    format!(
+        "{IDENTITY_MAGIC}\ncluster_id={:016x}\nmember_id={:016x}\n",
+        id.cluster_id, id.member_id
+    )
 }
 
 fn parse_identity(text: &str) -> Result<Identity, String> {
@@ -147,12 +177,18 @@ fn parse_identity(text: &str) -> Result<Identity, String> {
     }
     let mut field = |name: &str| -> Result<u64, String> {
         let line = lines.next().ok_or_else(|| format!("missing {name}"))?;
-        let v = line.strip_prefix(name).and_then(|r| r.strip_prefix('=')).ok_or_else(|| format!("bad {name} line"))?;
+        let v = line
+            .strip_prefix(name)
+            .and_then(|r| r.strip_prefix('='))
+            .ok_or_else(|| format!("bad {name} line"))?;
         u64::from_str_radix(v, 16).map_err(|e| format!("bad {name}: {e}"))
     };
     let cluster_id = field("cluster_id")?;
     let member_id = field("member_id")?;
-    Ok(Identity { cluster_id, member_id })
+    Ok(Identity {
+        cluster_id,
+        member_id,
+    })
 }
 
 /// Writes `dir/name` so that a crash leaves either the old or the new file.
@@ -209,7 +245,9 @@ mod tests {
     }
 
     fn tempdir() -> PathBuf {
-        let n: u64 = std::collections::hash_map::RandomState::new().build_hasher().finish();
+        let n: u64 = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
         std::env::temp_dir().join(format!("kvik-datadir-test-{n:x}"))
     }
 }

@@ -23,11 +23,16 @@ impl DirStorage {
                 compio::fs::File::open(parent).await?.sync_all().await?;
             }
         }
-        Ok(DirStorage { dir: dir.to_path_buf() })
+        Ok(DirStorage {
+            dir: dir.to_path_buf(),
+        })
     }
 
     fn path(&self, name: &str) -> PathBuf {
-        assert!(!name.contains('/') && !name.is_empty(), "plain file names only: {name:?}");
+        assert!(
+            !name.contains('/') && !name.is_empty(),
+            "plain file names only: {name:?}"
+        );
         self.dir.join(name)
     }
 }
@@ -55,7 +60,11 @@ impl raftlog::Storage for DirStorage {
     }
 
     async fn open(&self, name: &str) -> io::Result<DirFile> {
-        let file = compio::fs::OpenOptions::new().read(true).write(true).open(self.path(name)).await?;
+        let file = compio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(self.path(name))
+            .await?;
         Ok(DirFile { file })
     }
 

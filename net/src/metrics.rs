@@ -33,8 +33,10 @@ pub static METRICS: Metrics = Metrics {
 impl Metrics {
     pub fn record_sync(&self, entries: u64, took: Duration) {
         self.wal_fsyncs.fetch_add(1, Ordering::Relaxed);
-        self.wal_fsync_nanos.fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
-        self.wal_entries_synced.fetch_add(entries, Ordering::Relaxed);
+        self.wal_fsync_nanos
+            .fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
+        self.wal_entries_synced
+            .fetch_add(entries, Ordering::Relaxed);
     }
 
     /// Prometheus text exposition.
@@ -45,22 +47,44 @@ impl Metrics {
         let secs = g(&self.wal_fsync_nanos) as f64 / 1e9;
         let _ = writeln!(s, "# HELP etcd_disk_wal_fsync_duration_seconds The latency distributions of fsync called by WAL.");
         let _ = writeln!(s, "# TYPE etcd_disk_wal_fsync_duration_seconds histogram");
-        let _ = writeln!(s, "etcd_disk_wal_fsync_duration_seconds_bucket{{le=\"+Inf\"}} {fsyncs}");
+        let _ = writeln!(
+            s,
+            "etcd_disk_wal_fsync_duration_seconds_bucket{{le=\"+Inf\"}} {fsyncs}"
+        );
         let _ = writeln!(s, "etcd_disk_wal_fsync_duration_seconds_sum {secs}");
         let _ = writeln!(s, "etcd_disk_wal_fsync_duration_seconds_count {fsyncs}");
-        let _ = writeln!(s, "# HELP kvik_wal_entries_synced_total Log entries made durable.");
+        let _ = writeln!(
+            s,
+            "# HELP kvik_wal_entries_synced_total Log entries made durable."
+        );
         let _ = writeln!(s, "# TYPE kvik_wal_entries_synced_total counter");
-        let _ = writeln!(s, "kvik_wal_entries_synced_total {}", g(&self.wal_entries_synced));
+        let _ = writeln!(
+            s,
+            "kvik_wal_entries_synced_total {}",
+            g(&self.wal_entries_synced)
+        );
         let _ = writeln!(s, "# TYPE etcd_server_has_leader gauge");
         let _ = writeln!(s, "etcd_server_has_leader 1");
         let _ = writeln!(s, "# TYPE etcd_server_is_leader gauge");
         let _ = writeln!(s, "etcd_server_is_leader 1");
         let _ = writeln!(s, "# TYPE etcd_server_proposals_applied_total gauge");
-        let _ = writeln!(s, "etcd_server_proposals_applied_total {}", g(&self.applied_index));
+        let _ = writeln!(
+            s,
+            "etcd_server_proposals_applied_total {}",
+            g(&self.applied_index)
+        );
         let _ = writeln!(s, "# TYPE etcd_mvcc_db_total_size_in_bytes gauge");
-        let _ = writeln!(s, "etcd_mvcc_db_total_size_in_bytes {}", g(&self.db_size_bytes));
+        let _ = writeln!(
+            s,
+            "etcd_mvcc_db_total_size_in_bytes {}",
+            g(&self.db_size_bytes)
+        );
         let _ = writeln!(s, "# TYPE etcd_debugging_mvcc_current_revision gauge");
-        let _ = writeln!(s, "etcd_debugging_mvcc_current_revision {}", g(&self.revision));
+        let _ = writeln!(
+            s,
+            "etcd_debugging_mvcc_current_revision {}",
+            g(&self.revision)
+        );
         s
     }
 }

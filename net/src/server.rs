@@ -18,7 +18,9 @@ use tonic::codegen::Service as _;
 use crate::datadir::DataDir;
 use crate::pb::etcdserverpb as pb;
 use crate::rt::{self, Backend, LocalExec};
-use crate::services::{ClusterService, KvService, LeaseService, MaintenanceService, Shared, WatchService};
+use crate::services::{
+    ClusterService, KvService, LeaseService, MaintenanceService, Shared, WatchService,
+};
 use crate::shard;
 
 /// How often the shard is told the time (lease expiry, watch catch-up,
@@ -56,11 +58,19 @@ pub struct Started {
 }
 
 /// Runs the server until a fatal error. Blocks the calling thread.
-pub fn run(config: ServerConfig, on_started: impl FnOnce(&Started) + Send + 'static) -> Result<(), String> {
+pub fn run(
+    config: ServerConfig,
+    on_started: impl FnOnce(&Started) + Send + 'static,
+) -> Result<(), String> {
     assert!(config.cores >= 1, "at least one core");
     assert!(!config.listen_client.is_empty(), "at least one client URL");
-    let data_dir = DataDir::open(&config.data_dir, &config.name, &config.initial_cluster_token, &config.advertise_peer_urls)
-        .map_err(|e| e.to_string())?;
+    let data_dir = DataDir::open(
+        &config.data_dir,
+        &config.name,
+        &config.initial_cluster_token,
+        &config.advertise_peer_urls,
+    )
+    .map_err(|e| e.to_string())?;
     let identity = data_dir.identity();
 
     // Bind every listener up front so that address errors are reported
@@ -103,7 +113,7 @@ pub fn run(config: ServerConfig, on_started: impl FnOnce(&Started) + Send + 'sta
     });
 
     let fatal: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
-    let on_started: Arc<Mutex<Option<Box<dyn FnOnce(&Started) + Send>>>> = Arc::new(Mutex::new(Some(Box::new(on_started))));
+    let mut on_started = Some(on_started);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Backend>();
     let mut inbox = Some(inbox);
     let mut data_dir = Some(data_dir);
@@ -112,7 +122,11 @@ pub fn run(config: ServerConfig, on_started: impl FnOnce(&Started) + Send + 'sta
         let shared = shared.clone();
         let inbox = if core == 0 { inbox.take() } else { None };
         let data_dir = if core == 0 { data_dir.take() } else { None };
-        let metrics_listeners = if core == 0 { metrics_listeners.take().unwrap_or_default() } else { Vec::new() };
+        let metrics_listeners = if core == 0 {
+            metrics_listeners.take().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
         let force_epoll = config.force_epoll;
         let progress_notify_interval = config.progress_notify_interval;
         let ready_tx = ready_tx.clone();
@@ -123,7 +137,8 @@ pub fn run(config: ServerConfig, on_started: impl FnOnce(&Started) + Send + 'sta
                 let (runtime, backend) = match rt::build_runtime(force_epoll) {
                     Ok(r) => r,
                     Err(e) => {
-                        *fatal.lock().unwrap() = Some(format!("core {core}: cannot build runtime: {e}"));
+                        *fatal.lock().unwrap() =
+                            Some(format!("core {core}: cannot build runtime: {e}"));
                         std::process::exit(1);
                     }
                 };
@@ -134,14 +149,15 @@ pub fn run(config: ServerConfig, on_started: impl FnOnce(&Started) + Send + 'sta
                     if let (Some(inbox), Some(data_dir)) = (inbox, data_dir) {
                         // The shard must be running (WAL replayed) before
                         // anyone is told the server is up.
-                        let mut shard = match shard::Shard::open_dir(data_dir, shared.max_txn_ops).await {
-                            Ok(s) => s,
-                            Err(e) => {
-                                tracing::error!("cannot open the keyspace: {e}");
-                                eprintln!("kvik: {e}");
-                                std::process::exit(1);
-                            }
-                        };
+                        let mut shard =
+                            match shard::Shard::open_dir(data_dir, shared.max_txn_ops).await {
+                                Ok(s) => s,
+                                Err(e) => {
+                                    tracing::error!("cannot open the keyspace: {e}");
+                                    eprintln!("kvik: {e}");
+                                    std::process::exit(1);
+                                }
+                            };
                         shard.set_progress_notify_interval(progress_notify_interval);
                         let ticker = shared.shard.clone();
                         compio::runtime::spawn(async move {
@@ -186,15 +202,26 @@ pub fn run(config: ServerConfig, on_started: impl FnOnce(&Started) + Send + 'sta
         }
     }
     let Some(backend) = backend else {
-        return Err(fatal.lock().unwrap().clone().unwrap_or_else(|| "a core failed to start".into()));
+        return Err(fatal
+            .lock()
+            .unwrap()
+            .clone()
+            .unwrap_or_else(|| "a core failed to start".into()));
     };
-    if let Some(f) = on_started.lock().unwrap().take() {
-        f(&Started { backend, client_addrs: bound });
+    if let Some(f) = on_started.take() {
+        f(&Started {
+            backend,
+            client_addrs: bound,
+        });
     }
     for t in threads {
         let _ = t.join();
     }
-    let msg = fatal.lock().unwrap().clone().unwrap_or_else(|| "all cores stopped".into());
+    let msg = fatal
+        .lock()
+        .unwrap()
+        .clone()
+        .unwrap_or_else(|| "all cores stopped".into());
     Err(msg)
 }
 
@@ -251,7 +278,9 @@ pub struct Router {
     watch: pb::watch_server::WatchServer<WatchService>,
     lease: pb::lease_server::LeaseServer<LeaseService>,
     lock: crate::pb::v3lockpb::lock_server::LockServer<crate::concurrency::LockService>,
-    election: crate::pb::v3electionpb::election_server::ElectionServer<crate::concurrency::ElectionService>,
+    election: crate::pb::v3electionpb::election_server::ElectionServer<
+        crate::concurrency::ElectionService,
+    >,
 }
 
 impl Router {
@@ -263,9 +292,11 @@ impl Router {
             kv: pb::kv_server::KvServer::new(KvService::new(shared.clone()))
                 .max_decoding_message_size(recv_max)
                 .max_encoding_message_size(usize::MAX),
-            maintenance: pb::maintenance_server::MaintenanceServer::new(MaintenanceService::new(shared.clone()))
-                .max_decoding_message_size(recv_max)
-                .max_encoding_message_size(usize::MAX),
+            maintenance: pb::maintenance_server::MaintenanceServer::new(MaintenanceService::new(
+                shared.clone(),
+            ))
+            .max_decoding_message_size(recv_max)
+            .max_encoding_message_size(usize::MAX),
             cluster: pb::cluster_server::ClusterServer::new(ClusterService::new(shared.clone()))
                 .max_decoding_message_size(recv_max)
                 .max_encoding_message_size(usize::MAX),
@@ -275,9 +306,9 @@ impl Router {
             lease: pb::lease_server::LeaseServer::new(LeaseService::new(shared.clone()))
                 .max_decoding_message_size(recv_max)
                 .max_encoding_message_size(usize::MAX),
-            lock: crate::pb::v3lockpb::lock_server::LockServer::new(crate::concurrency::LockService::new(
-                shared.clone(),
-            ))
+            lock: crate::pb::v3lockpb::lock_server::LockServer::new(
+                crate::concurrency::LockService::new(shared.clone()),
+            )
             .max_decoding_message_size(recv_max)
             .max_encoding_message_size(usize::MAX),
             election: crate::pb::v3electionpb::election_server::ElectionServer::new(
@@ -319,7 +350,8 @@ impl hyper::service::Service<Request<Incoming>> for Router {
             let mut s = self.election.clone();
             Box::pin(async move { s.call(req).await })
         } else {
-            let status = tonic::Status::unimplemented(format!("unknown service {}", service_of(path)));
+            let status =
+                tonic::Status::unimplemented(format!("unknown service {}", service_of(path)));
             return Box::pin(async move { Ok(status.into_http()) });
         };
         match deadline {
@@ -327,7 +359,9 @@ impl hyper::service::Service<Request<Incoming>> for Router {
             Some(d) => Box::pin(async move {
                 match compio::time::timeout(d, fut).await {
                     Ok(r) => r,
-                    Err(_) => Ok(tonic::Status::deadline_exceeded("context deadline exceeded").into_http()),
+                    Err(_) => Ok(
+                        tonic::Status::deadline_exceeded("context deadline exceeded").into_http(),
+                    ),
                 }
             }),
         }
@@ -364,7 +398,12 @@ mod tests {
 
     #[test]
     fn parses_grpc_timeout() {
-        let mk = |v: &str| Request::builder().header("grpc-timeout", v).body(()).unwrap();
+        let mk = |v: &str| {
+            Request::builder()
+                .header("grpc-timeout", v)
+                .body(())
+                .unwrap()
+        };
         assert_eq!(grpc_timeout(&mk("100m")), Some(Duration::from_millis(100)));
         assert_eq!(grpc_timeout(&mk("2S")), Some(Duration::from_secs(2)));
         assert_eq!(grpc_timeout(&mk("1H")), Some(Duration::from_secs(3600)));

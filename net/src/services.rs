@@ -60,7 +60,9 @@ impl Shared {
     }
 
     fn limits(&self) -> engine::Limits {
-        engine::Limits { txn_ops_max: self.max_txn_ops }
+        engine::Limits {
+            txn_ops_max: self.max_txn_ops,
+        }
     }
 }
 
@@ -102,8 +104,13 @@ type BoxStream<T> = Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> +
 
 #[tonic::async_trait]
 impl pb::kv_server::Kv for KvService {
-    async fn range(&self, request: Request<pb::RangeRequest>) -> Result<Response<pb::RangeResponse>, Status> {
-        self.range_inner(request.into_inner()).await.map(Response::new)
+    async fn range(
+        &self,
+        request: Request<pb::RangeRequest>,
+    ) -> Result<Response<pb::RangeResponse>, Status> {
+        self.range_inner(request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     type RangeStreamStream = BoxStream<pb::RangeStreamResponse>;
@@ -114,17 +121,27 @@ impl pb::kv_server::Kv for KvService {
     ) -> Result<Response<Self::RangeStreamStream>, Status> {
         // The whole answer as a single chunk: a valid stream of one.
         let resp = self.range_inner(request.into_inner()).await?;
-        let chunk = pb::RangeStreamResponse { range_response: Some(resp) };
+        let chunk = pb::RangeStreamResponse {
+            range_response: Some(resp),
+        };
         Ok(Response::new(Box::pin(tokio_stream::once(Ok(chunk)))))
     }
 
-    async fn put(&self, request: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
+    async fn put(
+        &self,
+        request: Request<pb::PutRequest>,
+    ) -> Result<Response<pb::PutResponse>, Status> {
         let req = request.into_inner();
         let encoded_len = req.encoded_len();
         let req = convert::put_from_pb(req);
         engine::validate_put(&req).map_err(engine_status)?;
         self.shared.check_size(encoded_len)?;
-        let r = self.shared.shard.write(engine::Command::Put(req)).await.map_err(status_of)?;
+        let r = self
+            .shared
+            .shard
+            .write(engine::Command::Put(req))
+            .await
+            .map_err(status_of)?;
         let header = self.shared.header_of(&r);
         match r.value {
             engine::Applied::Put(p) => Ok(Response::new(convert::put_to_pb(p, header))),
@@ -141,7 +158,12 @@ impl pb::kv_server::Kv for KvService {
         let req = convert::delete_from_pb(req);
         engine::validate_delete(&req).map_err(engine_status)?;
         self.shared.check_size(encoded_len)?;
-        let r = self.shared.shard.write(engine::Command::DeleteRange(req)).await.map_err(status_of)?;
+        let r = self
+            .shared
+            .shard
+            .write(engine::Command::DeleteRange(req))
+            .await
+            .map_err(status_of)?;
         let header = self.shared.header_of(&r);
         match r.value {
             engine::Applied::DeleteRange(d) => Ok(Response::new(convert::delete_to_pb(d, header))),
@@ -149,7 +171,10 @@ impl pb::kv_server::Kv for KvService {
         }
     }
 
-    async fn txn(&self, request: Request<pb::TxnRequest>) -> Result<Response<pb::TxnResponse>, Status> {
+    async fn txn(
+        &self,
+        request: Request<pb::TxnRequest>,
+    ) -> Result<Response<pb::TxnResponse>, Status> {
         let req = request.into_inner();
         let encoded_len = req.encoded_len();
         let req = convert::txn_from_pb(req).map_err(etcd_status)?;
@@ -160,7 +185,11 @@ impl pb::kv_server::Kv for KvService {
             self.shared.shard.read_txn(req).await.map_err(status_of)?
         } else {
             self.shared.check_size(encoded_len)?;
-            self.shared.shard.write(engine::Command::Txn(req)).await.map_err(status_of)?
+            self.shared
+                .shard
+                .write(engine::Command::Txn(req))
+                .await
+                .map_err(status_of)?
         };
         let header = self.shared.header_of(&r);
         match r.value {
@@ -174,9 +203,14 @@ impl pb::kv_server::Kv for KvService {
         request: Request<pb::CompactionRequest>,
     ) -> Result<Response<pb::CompactionResponse>, Status> {
         let req = request.into_inner();
-        let cmd = engine::Command::Compact(engine::CompactionRequest { revision: req.revision, physical: req.physical });
+        let cmd = engine::Command::Compact(engine::CompactionRequest {
+            revision: req.revision,
+            physical: req.physical,
+        });
         let r = self.shared.shard.write(cmd).await.map_err(status_of)?;
-        Ok(Response::new(pb::CompactionResponse { header: self.shared.header_of(&r) }))
+        Ok(Response::new(pb::CompactionResponse {
+            header: self.shared.header_of(&r),
+        }))
     }
 }
 
@@ -193,23 +227,38 @@ impl MaintenanceService {
 
 #[tonic::async_trait]
 impl pb::maintenance_server::Maintenance for MaintenanceService {
-    async fn alarm(&self, request: Request<pb::AlarmRequest>) -> Result<Response<pb::AlarmResponse>, Status> {
+    async fn alarm(
+        &self,
+        request: Request<pb::AlarmRequest>,
+    ) -> Result<Response<pb::AlarmResponse>, Status> {
         use pb::alarm_request::AlarmAction;
         let req = request.into_inner();
         let status = self.shared.shard.status().await.map_err(status_of)?;
         let mut alarms = self.shared.alarms.lock().unwrap();
         let all_members = req.member_id == 0;
         let matches = |a: &pb::AlarmMember| {
-            (all_members || a.member_id == req.member_id) && (req.alarm == 0 || a.alarm == req.alarm)
+            (all_members || a.member_id == req.member_id)
+                && (req.alarm == 0 || a.alarm == req.alarm)
         };
         let out = match AlarmAction::try_from(req.action) {
-            Ok(AlarmAction::Get) => alarms.iter().filter(|a| req.alarm == 0 || a.alarm == req.alarm).cloned().collect(),
+            Ok(AlarmAction::Get) => alarms
+                .iter()
+                .filter(|a| req.alarm == 0 || a.alarm == req.alarm)
+                .cloned()
+                .collect(),
             Ok(AlarmAction::Activate) => {
                 if req.alarm == 0 {
                     Vec::new()
                 } else {
-                    let member_id = if all_members { self.shared.identity.member_id } else { req.member_id };
-                    let m = pb::AlarmMember { member_id, alarm: req.alarm };
+                    let member_id = if all_members {
+                        self.shared.identity.member_id
+                    } else {
+                        req.member_id
+                    };
+                    let m = pb::AlarmMember {
+                        member_id,
+                        alarm: req.alarm,
+                    };
                     if !alarms.contains(&m) {
                         alarms.push(m);
                     }
@@ -223,10 +272,16 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
             }
             Err(_) => return Err(Status::invalid_argument("etcdserver: unknown alarm action")),
         };
-        Ok(Response::new(pb::AlarmResponse { header: self.shared.header(status.revision, status.raft_term), alarms: out }))
+        Ok(Response::new(pb::AlarmResponse {
+            header: self.shared.header(status.revision, status.raft_term),
+            alarms: out,
+        }))
     }
 
-    async fn status(&self, _request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
+    async fn status(
+        &self,
+        _request: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
         let s = self.shared.shard.status().await.map_err(status_of)?;
         let errors = self
             .shared
@@ -249,7 +304,10 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
             is_learner: false,
             storage_version: ETCD_API_VERSION.to_string(),
             db_size_quota: 0,
-            downgrade_info: Some(pb::DowngradeInfo { enabled: false, target_version: String::new() }),
+            downgrade_info: Some(pb::DowngradeInfo {
+                enabled: false,
+                target_version: String::new(),
+            }),
         }))
     }
 
@@ -259,16 +317,32 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
     ) -> Result<Response<pb::DefragmentResponse>, Status> {
         // The in-memory store has nothing to defragment.
         let s = self.shared.shard.status().await.map_err(status_of)?;
-        Ok(Response::new(pb::DefragmentResponse { header: self.shared.header(s.revision, s.raft_term) }))
+        Ok(Response::new(pb::DefragmentResponse {
+            header: self.shared.header(s.revision, s.raft_term),
+        }))
     }
 
-    async fn hash(&self, _request: Request<pb::HashRequest>) -> Result<Response<pb::HashResponse>, Status> {
+    async fn hash(
+        &self,
+        _request: Request<pb::HashRequest>,
+    ) -> Result<Response<pb::HashResponse>, Status> {
         let r = self.shared.shard.hash().await.map_err(status_of)?;
-        Ok(Response::new(pb::HashResponse { header: self.shared.header_of(&r), hash: r.value }))
+        Ok(Response::new(pb::HashResponse {
+            header: self.shared.header_of(&r),
+            hash: r.value,
+        }))
     }
 
-    async fn hash_kv(&self, request: Request<pb::HashKvRequest>) -> Result<Response<pb::HashKvResponse>, Status> {
-        let r = self.shared.shard.hash_kv(request.into_inner().revision).await.map_err(status_of)?;
+    async fn hash_kv(
+        &self,
+        request: Request<pb::HashKvRequest>,
+    ) -> Result<Response<pb::HashKvResponse>, Status> {
+        let r = self
+            .shared
+            .shard
+            .hash_kv(request.into_inner().revision)
+            .await
+            .map_err(status_of)?;
         Ok(Response::new(pb::HashKvResponse {
             header: self.shared.header_of(&r),
             hash: r.value.hash,
@@ -279,7 +353,10 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
 
     type SnapshotStream = BoxStream<pb::SnapshotResponse>;
 
-    async fn snapshot(&self, _request: Request<pb::SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
+    async fn snapshot(
+        &self,
+        _request: Request<pb::SnapshotRequest>,
+    ) -> Result<Response<Self::SnapshotStream>, Status> {
         Err(Status::unimplemented("kvik: snapshot is not supported yet"))
     }
 
@@ -292,7 +369,10 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
         Err(errors::BAD_LEADER_TRANSFEREE.status())
     }
 
-    async fn downgrade(&self, _request: Request<pb::DowngradeRequest>) -> Result<Response<pb::DowngradeResponse>, Status> {
+    async fn downgrade(
+        &self,
+        _request: Request<pb::DowngradeRequest>,
+    ) -> Result<Response<pb::DowngradeResponse>, Status> {
         Err(errors::INVALID_DOWNGRADE_TARGET_VERSION.status())
     }
 }
@@ -334,7 +414,10 @@ fn membership_unsupported() -> Status {
 
 #[tonic::async_trait]
 impl pb::cluster_server::Cluster for ClusterService {
-    async fn member_add(&self, _r: Request<pb::MemberAddRequest>) -> Result<Response<pb::MemberAddResponse>, Status> {
+    async fn member_add(
+        &self,
+        _r: Request<pb::MemberAddRequest>,
+    ) -> Result<Response<pb::MemberAddResponse>, Status> {
         Err(membership_unsupported())
     }
 
@@ -352,7 +435,10 @@ impl pb::cluster_server::Cluster for ClusterService {
         Err(membership_unsupported())
     }
 
-    async fn member_list(&self, _r: Request<pb::MemberListRequest>) -> Result<Response<pb::MemberListResponse>, Status> {
+    async fn member_list(
+        &self,
+        _r: Request<pb::MemberListRequest>,
+    ) -> Result<Response<pb::MemberListResponse>, Status> {
         let s = self.shared.shard.status().await.map_err(status_of)?;
         // etcd's Cluster service headers carry no revision.
         Ok(Response::new(pb::MemberListResponse {
@@ -416,7 +502,11 @@ fn watch_out_to_pb(shared: &Shared, out: crate::watch::WatchOut) -> Vec<pb::Watc
     use crate::watch::WatchOut;
     let header = |revision| shared.header(revision, shared.shard.raft_term());
     match out {
-        WatchOut::Created { watch_id, revision, cancel_reason } => vec![pb::WatchResponse {
+        WatchOut::Created {
+            watch_id,
+            revision,
+            cancel_reason,
+        } => vec![pb::WatchResponse {
             header: header(revision),
             watch_id,
             created: true,
@@ -424,7 +514,11 @@ fn watch_out_to_pb(shared: &Shared, out: crate::watch::WatchOut) -> Vec<pb::Watc
             cancel_reason: cancel_reason.unwrap_or_default().to_string(),
             ..Default::default()
         }],
-        WatchOut::Canceled { watch_id, revision, compact_revision } => vec![pb::WatchResponse {
+        WatchOut::Canceled {
+            watch_id,
+            revision,
+            compact_revision,
+        } => vec![pb::WatchResponse {
             header: header(revision),
             watch_id,
             canceled: true,
@@ -432,21 +526,45 @@ fn watch_out_to_pb(shared: &Shared, out: crate::watch::WatchOut) -> Vec<pb::Watc
             ..Default::default()
         }],
         WatchOut::Progress { watch_id, revision } => {
-            vec![pb::WatchResponse { header: header(revision), watch_id, ..Default::default() }]
+            vec![pb::WatchResponse {
+                header: header(revision),
+                watch_id,
+                ..Default::default()
+            }]
         }
-        WatchOut::Events { watch_id, revision, events, fragment } => {
+        WatchOut::Events {
+            watch_id,
+            revision,
+            events,
+            fragment,
+        } => {
             let events: Vec<_> = events.into_iter().map(event_to_pb).collect();
-            let whole = pb::WatchResponse { header: header(revision), watch_id, events, ..Default::default() };
+            let whole = pb::WatchResponse {
+                header: header(revision),
+                watch_id,
+                events,
+                ..Default::default()
+            };
             if !fragment || whole.encoded_len() <= shared.max_request_bytes {
                 return vec![whole];
             }
             // etcd's fragmentation: fill each response up to the limit (at
             // least one event each); every one but the last is marked.
             let mut out = Vec::new();
-            let mut cur = pb::WatchResponse { header: whole.header, watch_id, ..Default::default() };
+            let mut cur = pb::WatchResponse {
+                header: whole.header,
+                watch_id,
+                ..Default::default()
+            };
             for e in whole.events {
-                if !cur.events.is_empty() && cur.encoded_len() + e.encoded_len() > shared.max_request_bytes {
-                    let next = pb::WatchResponse { header: cur.header, watch_id, ..Default::default() };
+                if !cur.events.is_empty()
+                    && cur.encoded_len() + e.encoded_len() > shared.max_request_bytes
+                {
+                    let next = pb::WatchResponse {
+                        header: cur.header,
+                        watch_id,
+                        ..Default::default()
+                    };
                     out.push(std::mem::replace(&mut cur, next));
                 }
                 cur.events.push(e);
@@ -492,8 +610,9 @@ impl pb::watch_server::Watch for WatchService {
         })
         .detach();
         let shared = self.shared.clone();
-        let out = tokio_stream::wrappers::ReceiverStream::new(rx)
-            .flat_map(move |o| futures_util::stream::iter(watch_out_to_pb(&shared, o).into_iter().map(Ok)));
+        let out = tokio_stream::wrappers::ReceiverStream::new(rx).flat_map(move |o| {
+            futures_util::stream::iter(watch_out_to_pb(&shared, o).into_iter().map(Ok))
+        });
         Ok(Response::new(Box::pin(out)))
     }
 }
@@ -531,11 +650,21 @@ impl pb::lease_server::Lease for LeaseService {
         }
         let ttl_secs = req.ttl.max(self.shared.lease_ttl_min_secs);
         let id = if req.id == 0 { new_lease_id() } else { req.id };
-        let r = self.shared.shard.write(engine::Command::LeaseGrant { id, ttl_secs }).await.map_err(status_of)?;
+        let r = self
+            .shared
+            .shard
+            .write(engine::Command::LeaseGrant { id, ttl_secs })
+            .await
+            .map_err(status_of)?;
         let header = self.shared.header_of(&r);
         match r.value {
             engine::Applied::LeaseGrant { id, ttl_secs } => {
-                Ok(Response::new(pb::LeaseGrantResponse { header, id, ttl: ttl_secs, error: String::new() }))
+                Ok(Response::new(pb::LeaseGrantResponse {
+                    header,
+                    id,
+                    ttl: ttl_secs,
+                    error: String::new(),
+                }))
             }
             other => unreachable!("a grant applies as a grant, got {other:?}"),
         }
@@ -546,8 +675,15 @@ impl pb::lease_server::Lease for LeaseService {
         request: Request<pb::LeaseRevokeRequest>,
     ) -> Result<Response<pb::LeaseRevokeResponse>, Status> {
         let id = request.into_inner().id;
-        let r = self.shared.shard.write(engine::Command::LeaseRevoke { id }).await.map_err(status_of)?;
-        Ok(Response::new(pb::LeaseRevokeResponse { header: self.shared.header_of(&r) }))
+        let r = self
+            .shared
+            .shard
+            .write(engine::Command::LeaseRevoke { id })
+            .await
+            .map_err(status_of)?;
+        Ok(Response::new(pb::LeaseRevokeResponse {
+            header: self.shared.header_of(&r),
+        }))
     }
 
     type LeaseKeepAliveStream = BoxStream<pb::LeaseKeepAliveResponse>;
@@ -558,18 +694,27 @@ impl pb::lease_server::Lease for LeaseService {
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
         let shared = self.shared.clone();
         let inbound = request.into_inner();
-        let out = futures_util::stream::unfold((inbound, shared), |(mut inbound, shared)| async move {
-            let msg = match inbound.message().await {
-                Ok(Some(m)) => m,
-                Ok(None) => return None,
-                Err(e) => return Some((Err(e), (inbound, shared))),
-            };
-            let reply = match shared.shard.lease_keep_alive(msg.id, std::time::Instant::now()).await {
-                Ok(r) => Ok(pb::LeaseKeepAliveResponse { header: shared.header_of(&r), id: msg.id, ttl: r.value }),
-                Err(e) => Err(status_of(e)),
-            };
-            Some((reply, (inbound, shared)))
-        });
+        let out =
+            futures_util::stream::unfold((inbound, shared), |(mut inbound, shared)| async move {
+                let msg = match inbound.message().await {
+                    Ok(Some(m)) => m,
+                    Ok(None) => return None,
+                    Err(e) => return Some((Err(e), (inbound, shared))),
+                };
+                let reply = match shared
+                    .shard
+                    .lease_keep_alive(msg.id, std::time::Instant::now())
+                    .await
+                {
+                    Ok(r) => Ok(pb::LeaseKeepAliveResponse {
+                        header: shared.header_of(&r),
+                        id: msg.id,
+                        ttl: r.value,
+                    }),
+                    Err(e) => Err(status_of(e)),
+                };
+                Some((reply, (inbound, shared)))
+            });
         Ok(Response::new(Box::pin(out)))
     }
 
@@ -603,7 +748,11 @@ impl pb::lease_server::Lease for LeaseService {
         let header = self.shared.header_of(&r);
         Ok(Response::new(pb::LeaseLeasesResponse {
             header,
-            leases: r.value.into_iter().map(|id| pb::LeaseStatus { id }).collect(),
+            leases: r
+                .value
+                .into_iter()
+                .map(|id| pb::LeaseStatus { id })
+                .collect(),
         }))
     }
 }

@@ -122,7 +122,13 @@ pub struct Inbox {
 pub fn channel() -> (ShardHandle, Inbox) {
     let (tx, rx) = mpsc::channel(INBOX_REQUESTS_MAX);
     let term = Arc::new(AtomicU64::new(0));
-    (ShardHandle { tx, term: term.clone() }, Inbox { rx, term })
+    (
+        ShardHandle {
+            tx,
+            term: term.clone(),
+        },
+        Inbox { rx, term },
+    )
 }
 
 impl ShardHandle {
@@ -131,13 +137,22 @@ impl ShardHandle {
         self.term.load(Ordering::Relaxed)
     }
 
-    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Request) -> Result<T, ShardError> {
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Request,
+    ) -> Result<T, ShardError> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(make(tx)).await.map_err(|_| ShardError::Stopped)?;
+        self.tx
+            .send(make(tx))
+            .await
+            .map_err(|_| ShardError::Stopped)?;
         rx.await.map_err(|_| ShardError::Stopped)
     }
 
-    pub async fn range(&self, req: engine::RangeRequest) -> Result<Revisioned<engine::RangeResponse>, ShardError> {
+    pub async fn range(
+        &self,
+        req: engine::RangeRequest,
+    ) -> Result<Revisioned<engine::RangeResponse>, ShardError> {
         self.ask(|tx| Request::Range(req, tx)).await?
     }
 
@@ -146,7 +161,10 @@ impl ShardHandle {
         self.ask(|tx| Request::Write(cmd, tx)).await?
     }
 
-    pub async fn read_txn(&self, txn: engine::TxnRequest) -> Result<Revisioned<Applied>, ShardError> {
+    pub async fn read_txn(
+        &self,
+        txn: engine::TxnRequest,
+    ) -> Result<Revisioned<Applied>, ShardError> {
         self.ask(|tx| Request::ReadTxn(txn, tx)).await?
     }
 
@@ -172,13 +190,17 @@ impl ShardHandle {
     }
 
     pub async fn watch(&self, stream: StreamId, req: WatchIn) -> Result<(), ShardError> {
-        self.tx.send(Request::Watch(stream, req)).await.map_err(|_| ShardError::Stopped)
+        self.tx
+            .send(Request::Watch(stream, req))
+            .await
+            .map_err(|_| ShardError::Stopped)
     }
 
     /// Closes a watch stream; never waits (it runs from drop paths).
     pub fn watch_close(&self, stream: StreamId) {
         let tx = self.tx.clone();
-        if let Err(mpsc::error::TrySendError::Full(req)) = tx.try_send(Request::WatchClose(stream)) {
+        if let Err(mpsc::error::TrySendError::Full(req)) = tx.try_send(Request::WatchClose(stream))
+        {
             // The stream's outbox is dropped with its receiver, so the
             // shard also notices on its next send; retry off the hot path.
             std::thread::spawn(move || {
@@ -188,12 +210,22 @@ impl ShardHandle {
     }
 
     /// The lease's TTL after the refresh, or 0 if it does not exist.
-    pub async fn lease_keep_alive(&self, id: i64, now: Instant) -> Result<Revisioned<i64>, ShardError> {
+    pub async fn lease_keep_alive(
+        &self,
+        id: i64,
+        now: Instant,
+    ) -> Result<Revisioned<i64>, ShardError> {
         self.ask(|tx| Request::LeaseKeepAlive(id, now, tx)).await?
     }
 
-    pub async fn lease_time_to_live(&self, id: i64, keys: bool, now: Instant) -> Result<Revisioned<LeaseInfo>, ShardError> {
-        self.ask(|tx| Request::LeaseTimeToLive(id, keys, now, tx)).await?
+    pub async fn lease_time_to_live(
+        &self,
+        id: i64,
+        keys: bool,
+        now: Instant,
+    ) -> Result<Revisioned<LeaseInfo>, ShardError> {
+        self.ask(|tx| Request::LeaseTimeToLive(id, keys, now, tx))
+            .await?
     }
 
     pub async fn leases(&self) -> Result<Revisioned<Vec<i64>>, ShardError> {
@@ -233,8 +265,13 @@ pub struct Shard<S: Storage + 'static> {
 
 impl Shard<crate::disk::DirStorage> {
     /// Opens the shard of a data directory, replaying its WAL.
-    pub async fn open_dir(dir: crate::datadir::DataDir, txn_ops_max: usize) -> Result<Self, String> {
-        let storage = crate::disk::DirStorage::open(&dir.wal_dir()).await.map_err(|e| format!("{}: {e}", dir.wal_dir().display()))?;
+    pub async fn open_dir(
+        dir: crate::datadir::DataDir,
+        txn_ops_max: usize,
+    ) -> Result<Self, String> {
+        let storage = crate::disk::DirStorage::open(&dir.wal_dir())
+            .await
+            .map_err(|e| format!("{}: {e}", dir.wal_dir().display()))?;
         let shard = Shard::open(storage, Limits { txn_ops_max }).await?;
         // The lock must outlive the process's use of the directory.
         std::mem::forget(dir);
@@ -264,13 +301,21 @@ impl<S: Storage + 'static> Shard<S> {
                 // A new term's empty entry, as a Raft leader appends.
                 continue;
             }
-            let cmd = Command::decode(&entry.payload)
-                .map_err(|e| format!("WAL entry {} (term {}) does not decode: {e:?}", entry.index, entry.term))?;
+            let cmd = Command::decode(&entry.payload).map_err(|e| {
+                format!(
+                    "WAL entry {} (term {}) does not decode: {e:?}",
+                    entry.index, entry.term
+                )
+            })?;
             // Failed commands fail again identically: apply is deterministic.
             let _ = mvcc.apply(&cmd);
             mvcc.skip_events();
         }
-        assert_eq!(last_index, wal.last_index(), "replayed every recovered entry");
+        assert_eq!(
+            last_index,
+            wal.last_index(),
+            "replayed every recovered entry"
+        );
         // Each start takes office in a new term with an empty entry, as a
         // Raft leader does; a fresh member is at term 2, like etcd's.
         let mut wal = wal;
@@ -327,7 +372,8 @@ impl<S: Storage + 'static> Shard<S> {
         while open || inflight.is_some() || !self.pending.is_empty() {
             // Drain what is already queued, within a budget.
             let mut handled = 0;
-            while open && handled < INBOX_BUDGET_MESSAGES && self.pending.len() < BATCH_ENTRIES_MAX {
+            while open && handled < INBOX_BUDGET_MESSAGES && self.pending.len() < BATCH_ENTRIES_MAX
+            {
                 match inbox.rx.try_recv() {
                     Ok(req) => self.handle(req),
                     Err(mpsc::error::TryRecvError::Empty) => break,
@@ -342,7 +388,8 @@ impl<S: Storage + 'static> Shard<S> {
                 yield_now().await;
                 // A sync may have finished meanwhile; poll it before waiting.
                 if let Some(fut) = inflight.as_mut() {
-                    if let std::task::Poll::Ready((wal, result)) = futures_util::poll!(fut.as_mut()) {
+                    if let std::task::Poll::Ready((wal, result)) = futures_util::poll!(fut.as_mut())
+                    {
                         inflight = None;
                         self.finish_sync(wal, result)?;
                     }
@@ -377,27 +424,47 @@ impl<S: Storage + 'static> Shard<S> {
     }
 
     fn header<T>(&self, value: T) -> Revisioned<T> {
-        Revisioned { value, revision: self.mvcc.current_revision(), raft_term: self.term }
+        Revisioned {
+            value,
+            revision: self.mvcc.current_revision(),
+            raft_term: self.term,
+        }
     }
 
     fn handle(&mut self, req: Request) {
         match req {
             Request::Range(r, reply) => {
-                let res = self.mvcc.range(&r).map(|v| self.header(v)).map_err(ShardError::from);
+                let res = self
+                    .mvcc
+                    .range(&r)
+                    .map(|v| self.header(v))
+                    .map_err(ShardError::from);
                 let _ = reply.send(res);
             }
             Request::Write(cmd, reply) => self.pending.push((cmd, reply)),
             Request::ReadTxn(txn, reply) => {
                 let rev_before = self.mvcc.current_revision();
-                let res = self.mvcc.apply(&Command::Txn(txn)).map(|v| self.header(v)).map_err(ShardError::from);
-                assert_eq!(self.mvcc.current_revision(), rev_before, "a read-only txn takes no revision");
+                let res = self
+                    .mvcc
+                    .apply(&Command::Txn(txn))
+                    .map(|v| self.header(v))
+                    .map_err(ShardError::from);
+                assert_eq!(
+                    self.mvcc.current_revision(),
+                    rev_before,
+                    "a read-only txn takes no revision"
+                );
                 let _ = reply.send(res);
             }
             Request::Status(reply) => {
                 let _ = reply.send(self.status());
             }
             Request::HashKv(rev, reply) => {
-                let res = self.mvcc.hash_kv(rev).map(|v| self.header(v)).map_err(ShardError::from);
+                let res = self
+                    .mvcc
+                    .hash_kv(rev)
+                    .map(|v| self.header(v))
+                    .map_err(ShardError::from);
                 let _ = reply.send(res);
             }
             Request::Hash(reply) => {
@@ -408,7 +475,8 @@ impl<S: Storage + 'static> Shard<S> {
                 let _ = reply.send(self.watch.open());
             }
             Request::Watch(stream, req) => {
-                self.watch.request(stream, req, self.mvcc.current_revision());
+                self.watch
+                    .request(stream, req, self.mvcc.current_revision());
                 if self.watch.has_unsynced() {
                     self.watch.catch_up(&self.mvcc);
                 }
@@ -418,7 +486,8 @@ impl<S: Storage + 'static> Shard<S> {
                 self.observe(now);
                 let ttl = match self.mvcc.lease_ttl(id) {
                     Some(ttl) if !self.lease_revoking.contains(&id) => {
-                        self.lease_deadlines.insert(id, now + Duration::from_secs(ttl as u64));
+                        self.lease_deadlines
+                            .insert(id, now + Duration::from_secs(ttl as u64));
                         ttl
                     }
                     _ => 0,
@@ -437,10 +506,19 @@ impl<S: Storage + 'static> Shard<S> {
                             id,
                             ttl_secs: remaining,
                             granted_ttl_secs: granted,
-                            keys: if with_keys { self.mvcc.lease_keys(id) } else { Vec::new() },
+                            keys: if with_keys {
+                                self.mvcc.lease_keys(id)
+                            } else {
+                                Vec::new()
+                            },
                         }
                     }
-                    None => LeaseInfo { id, ttl_secs: -1, granted_ttl_secs: 0, keys: Vec::new() },
+                    None => LeaseInfo {
+                        id,
+                        ttl_secs: -1,
+                        granted_ttl_secs: 0,
+                        keys: Vec::new(),
+                    },
                 };
                 let _ = reply.send(Ok(self.header(info)));
             }
@@ -463,7 +541,9 @@ impl<S: Storage + 'static> Shard<S> {
         // Leases recovered from the log, or granted before any tick, start
         // their full TTL now.
         for (id, ttl) in self.mvcc.leases() {
-            self.lease_deadlines.entry(id).or_insert(now + Duration::from_secs(ttl as u64));
+            self.lease_deadlines
+                .entry(id)
+                .or_insert(now + Duration::from_secs(ttl as u64));
         }
         let expired: Vec<i64> = self
             .lease_deadlines
@@ -480,7 +560,9 @@ impl<S: Storage + 'static> Shard<S> {
         if self.watch.has_unsynced() {
             self.watch.catch_up(&self.mvcc);
         }
-        let due = self.last_progress_notify.is_none_or(|t| now.duration_since(t) >= self.progress_notify_interval);
+        let due = self
+            .last_progress_notify
+            .is_none_or(|t| now.duration_since(t) >= self.progress_notify_interval);
         if due {
             if self.last_progress_notify.is_some() {
                 self.watch.notify_progress(self.mvcc.current_revision());
@@ -507,7 +589,10 @@ impl<S: Storage + 'static> Shard<S> {
 
     fn start_sync(&mut self) -> SyncFuture<S> {
         assert!(self.syncing.is_empty(), "one sync in flight at a time");
-        let mut wal = self.wal.take().expect("WAL is home when no sync is in flight");
+        let mut wal = self
+            .wal
+            .take()
+            .expect("WAL is home when no sync is in flight");
         let n = self.pending.len().min(BATCH_ENTRIES_MAX);
         self.syncing.extend(self.pending.drain(..n));
         self.sync_started = Some(std::time::Instant::now());
@@ -521,9 +606,16 @@ impl<S: Storage + 'static> Shard<S> {
         })
     }
 
-    fn finish_sync(&mut self, wal: Wal<S>, result: Result<u64, raftlog::WalError>) -> Result<(), String> {
+    fn finish_sync(
+        &mut self,
+        wal: Wal<S>,
+        result: Result<u64, raftlog::WalError>,
+    ) -> Result<(), String> {
         match result {
-            Ok(durable) => assert_eq!(durable, self.last_index, "a sync makes every appended entry durable"),
+            Ok(durable) => assert_eq!(
+                durable, self.last_index,
+                "a sync makes every appended entry durable"
+            ),
             // Never retry an fsync: the page cache may have dropped the data
             // it failed to write. Stop before acknowledging anything; the
             // replies of the batch are dropped unanswered.
@@ -532,19 +624,27 @@ impl<S: Storage + 'static> Shard<S> {
         self.wal = Some(wal);
         self.fsyncs += 1;
         self.entries_synced += self.syncing.len() as u64;
-        let took = self.sync_started.take().map(|t| t.elapsed()).unwrap_or_default();
+        let took = self
+            .sync_started
+            .take()
+            .map(|t| t.elapsed())
+            .unwrap_or_default();
         METRICS.record_sync(self.syncing.len() as u64, took);
         for (cmd, reply) in std::mem::take(&mut self.syncing) {
             let rev_before = self.mvcc.current_revision();
             let res = self.mvcc.apply(&cmd);
-            debug_assert!(self.mvcc.current_revision() >= rev_before, "revisions never go backwards");
+            debug_assert!(
+                self.mvcc.current_revision() >= rev_before,
+                "revisions never go backwards"
+            );
             self.applied_index += 1;
             let events = self.mvcc.take_events();
             self.watch.publish(self.mvcc.current_revision(), &events);
             match (&cmd, &res) {
                 (Command::LeaseGrant { id, ttl_secs }, Ok(_)) => {
                     if let Some(now) = self.now {
-                        self.lease_deadlines.insert(*id, now + Duration::from_secs(*ttl_secs as u64));
+                        self.lease_deadlines
+                            .insert(*id, now + Duration::from_secs(*ttl_secs as u64));
                     }
                 }
                 (Command::LeaseRevoke { id }, _) => {
@@ -560,9 +660,15 @@ impl<S: Storage + 'static> Shard<S> {
         if self.watch.has_unsynced() {
             self.watch.catch_up(&self.mvcc);
         }
-        METRICS.applied_index.store(self.applied_index, Ordering::Relaxed);
-        METRICS.revision.store(self.mvcc.current_revision() as u64, Ordering::Relaxed);
-        METRICS.db_size_bytes.store(self.mvcc.approx_bytes(), Ordering::Relaxed);
+        METRICS
+            .applied_index
+            .store(self.applied_index, Ordering::Relaxed);
+        METRICS
+            .revision
+            .store(self.mvcc.current_revision() as u64, Ordering::Relaxed);
+        METRICS
+            .db_size_bytes
+            .store(self.mvcc.approx_bytes(), Ordering::Relaxed);
         Ok(())
     }
 }

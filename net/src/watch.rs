@@ -58,10 +58,23 @@ pub struct CreateSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WatchOut {
     /// `created = true`; with a reason, also `canceled = true`.
-    Created { watch_id: i64, revision: i64, cancel_reason: Option<&'static str> },
-    Events { watch_id: i64, revision: i64, events: Vec<engine::Event>, fragment: bool },
+    Created {
+        watch_id: i64,
+        revision: i64,
+        cancel_reason: Option<&'static str>,
+    },
+    Events {
+        watch_id: i64,
+        revision: i64,
+        events: Vec<engine::Event>,
+        fragment: bool,
+    },
     /// Cancelled by the client, or (with `compact_revision`) by compaction.
-    Canceled { watch_id: i64, revision: i64, compact_revision: i64 },
+    Canceled {
+        watch_id: i64,
+        revision: i64,
+        compact_revision: i64,
+    },
     /// `watch_id = -1` for a progress request, the watcher's id for a
     /// periodic progress notification.
     Progress { watch_id: i64, revision: i64 },
@@ -163,12 +176,22 @@ impl WatchHub {
         let (tx, rx) = mpsc::channel(WATCH_OUTBOX_RESPONSES_MAX);
         let id = self.next_stream;
         self.next_stream += 1;
-        self.streams.insert(id, Stream { out: tx, watchers: BTreeMap::new(), next_auto_id: 0, progress_pending: false });
+        self.streams.insert(
+            id,
+            Stream {
+                out: tx,
+                watchers: BTreeMap::new(),
+                next_auto_id: 0,
+                progress_pending: false,
+            },
+        );
         (id, rx)
     }
 
     pub fn close(&mut self, stream: StreamId) {
-        let Some(s) = self.streams.remove(&stream) else { return };
+        let Some(s) = self.streams.remove(&stream) else {
+            return;
+        };
         self.progress_waiting.remove(&stream);
         for (id, w) in s.watchers {
             self.unindex(stream, id, &w);
@@ -206,14 +229,24 @@ impl WatchHub {
     /// Handles a stream's request at the shard's current and compact
     /// revisions.
     pub fn request(&mut self, stream: StreamId, req: WatchIn, current_rev: i64) {
-        let Some(s) = self.streams.get_mut(&stream) else { return };
+        let Some(s) = self.streams.get_mut(&stream) else {
+            return;
+        };
         match req {
             WatchIn::Create(spec) => self.create(stream, spec, current_rev),
             WatchIn::Cancel(id) => {
                 if let Some(w) = s.watchers.remove(&id) {
                     let out = s.out.clone();
                     self.unindex(stream, id, &w);
-                    if offer(&out, WatchOut::Canceled { watch_id: id, revision: current_rev, compact_revision: 0 }) == Err(true) {
+                    if offer(
+                        &out,
+                        WatchOut::Canceled {
+                            watch_id: id,
+                            revision: current_rev,
+                            compact_revision: 0,
+                        },
+                    ) == Err(true)
+                    {
                         self.close(stream);
                     }
                 }
@@ -227,8 +260,16 @@ impl WatchHub {
 
     fn create(&mut self, stream: StreamId, spec: CreateSpec, current_rev: i64) {
         let reply = match self.admit(stream, spec, current_rev) {
-            Ok(id) => WatchOut::Created { watch_id: id, revision: current_rev, cancel_reason: None },
-            Err(reason) => WatchOut::Created { watch_id: -1, revision: current_rev, cancel_reason: Some(reason) },
+            Ok(id) => WatchOut::Created {
+                watch_id: id,
+                revision: current_rev,
+                cancel_reason: None,
+            },
+            Err(reason) => WatchOut::Created {
+                watch_id: -1,
+                revision: current_rev,
+                cancel_reason: Some(reason),
+            },
         };
         let out = self.streams[&stream].out.clone();
         // A client sends its next create only after this one's reply, so a
@@ -240,7 +281,12 @@ impl WatchHub {
     }
 
     /// Registers a watcher, or says why etcd would refuse it.
-    fn admit(&mut self, stream: StreamId, spec: CreateSpec, current_rev: i64) -> Result<i64, &'static str> {
+    fn admit(
+        &mut self,
+        stream: StreamId,
+        spec: CreateSpec,
+        current_rev: i64,
+    ) -> Result<i64, &'static str> {
         if spec.start_revision < 0 {
             return Err(cancel_reason::COMPACTED);
         }
@@ -259,7 +305,11 @@ impl WatchHub {
             }
             s.next_auto_id
         };
-        let next_rev = if spec.start_revision == 0 { current_rev + 1 } else { spec.start_revision };
+        let next_rev = if spec.start_revision == 0 {
+            current_rev + 1
+        } else {
+            spec.start_revision
+        };
         let w = Watcher {
             key: spec.key,
             range_end: spec.range_end,
@@ -274,7 +324,11 @@ impl WatchHub {
             synced: next_rev > current_rev,
         };
         self.index((stream, id), &w);
-        self.streams.get_mut(&stream).expect("stream exists").watchers.insert(id, w);
+        self.streams
+            .get_mut(&stream)
+            .expect("stream exists")
+            .watchers
+            .insert(id, w);
         Ok(id)
     }
 
@@ -310,7 +364,12 @@ impl WatchHub {
                 w.next_rev = revision + 1;
                 continue;
             }
-            let msg = WatchOut::Events { watch_id: id, revision, events: shaped, fragment: w.fragment };
+            let msg = WatchOut::Events {
+                watch_id: id,
+                revision,
+                events: shaped,
+                fragment: w.fragment,
+            };
             match offer(&s.out, msg) {
                 Ok(()) => w.next_rev = revision + 1,
                 Err(false) => {
@@ -349,16 +408,29 @@ impl WatchHub {
                 continue;
             }
             touched.insert(stream);
-            let s = self.streams.get_mut(&stream).expect("unsynced stream exists");
+            let s = self
+                .streams
+                .get_mut(&stream)
+                .expect("unsynced stream exists");
             let w = s.watchers.get_mut(&id).expect("unsynced watcher exists");
             let mut cancel = false;
             while budget > 0 && w.next_rev <= current {
-                let read = mvcc.events(&w.key, &w.range_end, w.next_rev, current, WATCH_CATCHUP_EVENTS_MAX);
+                let read = mvcc.events(
+                    &w.key,
+                    &w.range_end,
+                    w.next_rev,
+                    current,
+                    WATCH_CATCHUP_EVENTS_MAX,
+                );
                 let Ok((events, next)) = read else {
                     // Fell behind compaction: cancelled with the compact
                     // revision, as etcd does.
                     budget -= 1;
-                    let msg = WatchOut::Canceled { watch_id: id, revision: 0, compact_revision: compacted };
+                    let msg = WatchOut::Canceled {
+                        watch_id: id,
+                        revision: 0,
+                        compact_revision: compacted,
+                    };
                     match offer(&s.out, msg) {
                         Ok(()) => cancel = true,
                         Err(true) => {
@@ -371,7 +443,12 @@ impl WatchHub {
                 let shaped = w.shape(events.into_iter());
                 if !shaped.is_empty() {
                     budget -= 1;
-                    let msg = WatchOut::Events { watch_id: id, revision: current, events: shaped, fragment: w.fragment };
+                    let msg = WatchOut::Events {
+                        watch_id: id,
+                        revision: current,
+                        events: shaped,
+                        fragment: w.fragment,
+                    };
                     match offer(&s.out, msg) {
                         Ok(()) => {}
                         Err(gone) => {
@@ -402,7 +479,9 @@ impl WatchHub {
     }
 
     fn flush_progress(&mut self, stream: StreamId, current_rev: i64) {
-        let Some(s) = self.streams.get_mut(&stream) else { return };
+        let Some(s) = self.streams.get_mut(&stream) else {
+            return;
+        };
         if !s.progress_pending {
             return;
         }
@@ -410,7 +489,13 @@ impl WatchHub {
             self.progress_waiting.insert(stream);
             return;
         }
-        match offer(&s.out, WatchOut::Progress { watch_id: -1, revision: current_rev }) {
+        match offer(
+            &s.out,
+            WatchOut::Progress {
+                watch_id: -1,
+                revision: current_rev,
+            },
+        ) {
             Ok(()) => {
                 s.progress_pending = false;
                 self.progress_waiting.remove(&stream);
@@ -428,11 +513,18 @@ impl WatchHub {
         let mut dead = Vec::new();
         for (&stream, s) in &mut self.streams {
             for (&id, w) in &s.watchers {
-                if w.synced && w.progress_notify {
-                    if offer(&s.out, WatchOut::Progress { watch_id: id, revision: current_rev }) == Err(true) {
-                        dead.push(stream);
-                        break;
-                    }
+                if w.synced
+                    && w.progress_notify
+                    && offer(
+                        &s.out,
+                        WatchOut::Progress {
+                            watch_id: id,
+                            revision: current_rev,
+                        },
+                    ) == Err(true)
+                {
+                    dead.push(stream);
+                    break;
                 }
             }
         }
@@ -448,7 +540,11 @@ mod tests {
     use engine::{Command, Mvcc, PutRequest};
 
     fn put(m: &mut Mvcc, hub: &mut WatchHub, key: &str, value: &str) {
-        let cmd = Command::Put(PutRequest { key: key.into(), value: value.into(), ..Default::default() });
+        let cmd = Command::Put(PutRequest {
+            key: key.into(),
+            value: value.into(),
+            ..Default::default()
+        });
         m.apply(&cmd).unwrap();
         let events = m.take_events();
         hub.publish(m.current_revision(), &events);
@@ -466,7 +562,11 @@ mod tests {
     fn revisions(msgs: &[WatchOut], watch_id: i64) -> Vec<i64> {
         msgs.iter()
             .filter_map(|m| match m {
-                WatchOut::Events { watch_id: w, events, .. } if *w == watch_id => {
+                WatchOut::Events {
+                    watch_id: w,
+                    events,
+                    ..
+                } if *w == watch_id => {
                     Some(events.iter().map(|e| e.kv.mod_revision).collect::<Vec<_>>())
                 }
                 _ => None,
@@ -476,7 +576,12 @@ mod tests {
     }
 
     fn create(hub: &mut WatchHub, s: StreamId, key: &str, end: &str, start: i64, rev: i64) {
-        let spec = CreateSpec { key: key.into(), range_end: end.into(), start_revision: start, ..Default::default() };
+        let spec = CreateSpec {
+            key: key.into(),
+            range_end: end.into(),
+            start_revision: start,
+            ..Default::default()
+        };
         hub.request(s, WatchIn::Create(spec), rev);
     }
 
@@ -503,10 +608,17 @@ mod tests {
             hub.catch_up(&m);
         }
         slow_seen.extend(revisions(&drain(&mut slow_rx), 0));
-        assert_eq!(slow_seen, (2..2 + writes as i64).collect::<Vec<_>>(), "ordered, unique, no gaps");
+        assert_eq!(
+            slow_seen,
+            (2..2 + writes as i64).collect::<Vec<_>>(),
+            "ordered, unique, no gaps"
+        );
         // Synced again: new events flow directly.
         put(&mut m, &mut hub, "k1", "w");
-        assert_eq!(revisions(&drain(&mut slow_rx), 0), vec![m.current_revision()]);
+        assert_eq!(
+            revisions(&drain(&mut slow_rx), 0),
+            vec![m.current_revision()]
+        );
     }
 
     #[test]
@@ -526,9 +638,18 @@ mod tests {
             hub.catch_up(&m);
             msgs.extend(drain(&mut rx));
         }
-        let progress_at = msgs.iter().position(|x| matches!(x, WatchOut::Progress { watch_id: -1, .. })).unwrap();
-        let last_event = msgs.iter().rposition(|x| matches!(x, WatchOut::Events { .. })).unwrap();
-        assert!(progress_at > last_event, "progress came before events it covers");
+        let progress_at = msgs
+            .iter()
+            .position(|x| matches!(x, WatchOut::Progress { watch_id: -1, .. }))
+            .unwrap();
+        let last_event = msgs
+            .iter()
+            .rposition(|x| matches!(x, WatchOut::Events { .. }))
+            .unwrap();
+        assert!(
+            progress_at > last_event,
+            "progress came before events it covers"
+        );
         assert_eq!(revisions(&msgs, 0).last(), Some(&m.current_revision()));
     }
 
@@ -539,13 +660,24 @@ mod tests {
         for i in 0..5 {
             put(&mut m, &mut hub, "a", &i.to_string());
         }
-        m.apply(&Command::Compact(engine::CompactionRequest { revision: 4, physical: false })).unwrap();
+        m.apply(&Command::Compact(engine::CompactionRequest {
+            revision: 4,
+            physical: false,
+        }))
+        .unwrap();
         let (s, mut rx) = hub.open();
         create(&mut hub, s, "a", "", 2, m.current_revision());
         create(&mut hub, s, "a", "", 4, m.current_revision());
         hub.catch_up(&m);
         let msgs = drain(&mut rx);
-        assert!(msgs.contains(&WatchOut::Canceled { watch_id: 0, revision: 0, compact_revision: 4 }), "{msgs:?}");
+        assert!(
+            msgs.contains(&WatchOut::Canceled {
+                watch_id: 0,
+                revision: 0,
+                compact_revision: 4
+            }),
+            "{msgs:?}"
+        );
         // Starting exactly at the compact revision is still served.
         assert_eq!(revisions(&msgs, 1), vec![4, 5, 6]);
     }
@@ -555,19 +687,38 @@ mod tests {
         let m = Mvcc::new();
         let mut hub = WatchHub::default();
         let (s, mut rx) = hub.open();
-        let spec = CreateSpec { key: "a".into(), watch_id: 7, ..Default::default() };
+        let spec = CreateSpec {
+            key: "a".into(),
+            watch_id: 7,
+            ..Default::default()
+        };
         hub.request(s, WatchIn::Create(spec.clone()), m.current_revision());
         hub.request(s, WatchIn::Create(spec), m.current_revision());
         create(&mut hub, s, "b", "a", 0, m.current_revision());
         let msgs = drain(&mut rx);
-        assert_eq!(msgs[0], WatchOut::Created { watch_id: 7, revision: 1, cancel_reason: None });
+        assert_eq!(
+            msgs[0],
+            WatchOut::Created {
+                watch_id: 7,
+                revision: 1,
+                cancel_reason: None
+            }
+        );
         assert_eq!(
             msgs[1],
-            WatchOut::Created { watch_id: -1, revision: 1, cancel_reason: Some(cancel_reason::DUPLICATE_WATCH_ID) }
+            WatchOut::Created {
+                watch_id: -1,
+                revision: 1,
+                cancel_reason: Some(cancel_reason::DUPLICATE_WATCH_ID)
+            }
         );
         assert_eq!(
             msgs[2],
-            WatchOut::Created { watch_id: -1, revision: 1, cancel_reason: Some(cancel_reason::EMPTY_WATCHER_RANGE) }
+            WatchOut::Created {
+                watch_id: -1,
+                revision: 1,
+                cancel_reason: Some(cancel_reason::EMPTY_WATCHER_RANGE)
+            }
         );
     }
 
@@ -576,28 +727,55 @@ mod tests {
         let mut m = Mvcc::new();
         let mut hub = WatchHub::default();
         let (s, mut rx) = hub.open();
-        let spec = CreateSpec { key: "a".into(), no_put: true, prev_kv: true, ..Default::default() };
+        let spec = CreateSpec {
+            key: "a".into(),
+            no_put: true,
+            prev_kv: true,
+            ..Default::default()
+        };
         hub.request(s, WatchIn::Create(spec), m.current_revision());
-        let spec = CreateSpec { key: "a".into(), ..Default::default() };
+        let spec = CreateSpec {
+            key: "a".into(),
+            ..Default::default()
+        };
         hub.request(s, WatchIn::Create(spec), m.current_revision());
         put(&mut m, &mut hub, "a", "1");
-        m.apply(&Command::DeleteRange(engine::DeleteRangeRequest { key: "a".into(), ..Default::default() })).unwrap();
+        m.apply(&Command::DeleteRange(engine::DeleteRangeRequest {
+            key: "a".into(),
+            ..Default::default()
+        }))
+        .unwrap();
         let ev = m.take_events();
         hub.publish(m.current_revision(), &ev);
         let msgs = drain(&mut rx);
         let deletes: Vec<_> = msgs
             .iter()
             .filter_map(|x| match x {
-                WatchOut::Events { watch_id: 0, events, .. } => Some(events.clone()),
+                WatchOut::Events {
+                    watch_id: 0,
+                    events,
+                    ..
+                } => Some(events.clone()),
                 _ => None,
             })
             .collect();
-        assert_eq!(deletes.len(), 1, "NOPUT watcher saw only the delete: {msgs:?}");
-        assert_eq!(deletes[0][0].prev_kv.as_ref().map(|kv| kv.value.clone()), Some(b"1".to_vec()));
+        assert_eq!(
+            deletes.len(),
+            1,
+            "NOPUT watcher saw only the delete: {msgs:?}"
+        );
+        assert_eq!(
+            deletes[0][0].prev_kv.as_ref().map(|kv| kv.value.clone()),
+            Some(b"1".to_vec())
+        );
         let plain: Vec<_> = msgs
             .iter()
             .filter_map(|x| match x {
-                WatchOut::Events { watch_id: 1, events, .. } => Some(events[0].prev_kv.is_none()),
+                WatchOut::Events {
+                    watch_id: 1,
+                    events,
+                    ..
+                } => Some(events[0].prev_kv.is_none()),
                 _ => None,
             })
             .collect();

@@ -31,21 +31,31 @@ fn scenario(seed: u64, disk: &SimDisk, check: bool) -> Result<usize, String> {
     let mut max_rev_seen = 0;
     // Several crash/recover cycles on one disk.
     for cycle in 0..4 {
-        let shard = block_on(Shard::open(disk.clone(), limits.clone()))
+        let shard = block_on(Shard::open(disk.clone(), limits))
             .map_err(|e| format!("cycle {cycle}: recovery failed: {e}"))?;
         let rev = shard.mvcc().current_revision();
         if rev < max_rev_seen {
-            return Err(format!("cycle {cycle}: revision went backwards: {rev} < {max_rev_seen}"));
+            return Err(format!(
+                "cycle {cycle}: revision went backwards: {rev} < {max_rev_seen}"
+            ));
         }
         if check {
             for a in &acked_all {
                 let r = shard
                     .mvcc()
-                    .range(&RangeRequest { key: a.key.clone(), revision: a.mod_revision, ..Default::default() })
+                    .range(&RangeRequest {
+                        key: a.key.clone(),
+                        revision: a.mod_revision,
+                        ..Default::default()
+                    })
                     .map_err(|e| format!("cycle {cycle}: range of acked {a:?}: {e}"))?;
                 match r.kvs.first() {
                     Some(kv) if kv.value == a.value && kv.mod_revision == a.mod_revision => {}
-                    other => return Err(format!("cycle {cycle}: lost acknowledged write {a:?}, found {other:?}")),
+                    other => {
+                        return Err(format!(
+                            "cycle {cycle}: lost acknowledged write {a:?}, found {other:?}"
+                        ))
+                    }
                 }
             }
         }
@@ -60,17 +70,27 @@ fn scenario(seed: u64, disk: &SimDisk, check: bool) -> Result<usize, String> {
             let handle = handle.clone();
             let acked = acked.clone();
             let keyspace = rng.random_range(1..30);
-            let mut keys: Vec<u32> = (0..writes_per_client).map(|_| rng.random_range(0..keyspace)).collect();
+            let mut keys: Vec<u32> = (0..writes_per_client)
+                .map(|_| rng.random_range(0..keyspace))
+                .collect();
             keys.dedup();
             work.push(async move {
                 for (i, k) in keys.into_iter().enumerate() {
                     let key = format!("k{k}").into_bytes();
                     let value = format!("c{cycle}-{c}-{i}").into_bytes();
-                    let put = PutRequest { key: key.clone(), value: value.clone(), ..Default::default() };
+                    let put = PutRequest {
+                        key: key.clone(),
+                        value: value.clone(),
+                        ..Default::default()
+                    };
                     match handle.write(Command::Put(put)).await {
                         Ok(r) => {
                             assert!(matches!(r.value, Applied::Put(_)));
-                            acked.borrow_mut().push(Acked { key, value, mod_revision: r.revision });
+                            acked.borrow_mut().push(Acked {
+                                key,
+                                value,
+                                mod_revision: r.revision,
+                            });
                         }
                         Err(_) => return,
                     }
@@ -108,7 +128,10 @@ fn acknowledged_writes_survive_power_loss() {
         }
     }
     // The checker must have had something to check.
-    assert!(checked > 1000, "only {checked} acknowledged writes were checked");
+    assert!(
+        checked > 1000,
+        "only {checked} acknowledged writes were checked"
+    );
 }
 
 /// The checker catches a disk that acknowledges fsyncs it did not do.
@@ -122,5 +145,8 @@ fn checker_catches_a_lying_fsync() {
             caught += 1;
         }
     }
-    assert!(caught >= 40, "a lying fsync was caught in only {caught} of 50 seeds");
+    assert!(
+        caught >= 40,
+        "a lying fsync was caught in only {caught} of 50 seeds"
+    );
 }

@@ -2006,7 +2006,9 @@ mod tests {
         fs.apply_env(env(&[("ETCD_NAME", "env")])).unwrap();
         assert_eq!(fs.string("name"), "cli");
         assert!(
-            fs.warnings().iter().any(|w| w.contains("ETCD_NAME") && w.contains("shadowed")),
+            fs.warnings()
+                .iter()
+                .any(|w| w.contains("ETCD_NAME") && w.contains("shadowed")),
             "{:?}",
             fs.warnings()
         );

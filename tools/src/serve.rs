@@ -75,7 +75,11 @@ pub fn main(args: Vec<String>, env: Vec<(String, String)>) -> i32 {
         server.data_dir.display(),
         server.cores
     );
-    let urls: Vec<String> = config.listen_client_urls.iter().map(|u| u.url.clone()).collect();
+    let urls: Vec<String> = config
+        .listen_client_urls
+        .iter()
+        .map(|u| u.url.clone())
+        .collect();
     let result = net::server::run(server, move |started| {
         for (url, addr) in urls.iter().zip(&started.client_addrs) {
             tracing::info!("serving client requests on {url} ({addr})");
@@ -100,13 +104,20 @@ fn metrics_addrs(config: &Config) -> Result<Vec<SocketAddr>, String> {
     let mut out = Vec::new();
     for u in config.flags.urls("listen-metrics-urls") {
         if u.scheme() != "http" {
-            return Err(format!("--listen-metrics-urls {u}: only http is supported yet"));
+            return Err(format!(
+                "--listen-metrics-urls {u}: only http is supported yet"
+            ));
         }
         let ip: IpAddr = match u.hostname() {
             "localhost" | "" => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            h => h.parse().map_err(|_| format!("--listen-metrics-urls {u}: expected an IP address"))?,
+            h => h
+                .parse()
+                .map_err(|_| format!("--listen-metrics-urls {u}: expected an IP address"))?,
         };
-        let port: u16 = u.port().parse().map_err(|_| format!("--listen-metrics-urls {u}: bad port"))?;
+        let port: u16 = u
+            .port()
+            .parse()
+            .map_err(|_| format!("--listen-metrics-urls {u}: bad port"))?;
         out.push(SocketAddr::new(ip, port));
     }
     Ok(out)

@@ -10,13 +10,18 @@ use net::pb::etcdserverpb as pb;
 fn io_uring_allowed_by_sysctl() -> bool {
     // 0: enabled; 1: only for a privileged group; 2: disabled. Missing on
     // kernels that predate the switch (enabled).
-    std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled").map(|s| s.trim() == "0").unwrap_or(true)
+    std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+        .map(|s| s.trim() == "0")
+        .unwrap_or(true)
 }
 
 /// Writes through `server`, restarts it on the same data dir, and checks
 /// the writes were replayed from the WAL by the same backend.
 fn write_restart_read(extra: &[&str], expect_backend: &str) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let mut s = Server::start_with(Kind::Kvik, extra);
     assert!(
         s.log().contains(&format!("I/O backend: {expect_backend}")),
@@ -27,9 +32,12 @@ fn write_restart_read(extra: &[&str], expect_backend: &str) {
         let mut c = Raw::connect(s.endpoint()).await;
         let mut rev = 0;
         for i in 0..50 {
-            let r = c
-                .kv
-                .put(pb::PutRequest { key: format!("k{i}").into_bytes(), value: vec![b'v'; i], ..Default::default() })
+            let r =
+                c.kv.put(pb::PutRequest {
+                    key: format!("k{i}").into_bytes(),
+                    value: vec![b'v'; i],
+                    ..Default::default()
+                })
                 .await
                 .unwrap()
                 .into_inner();
@@ -43,9 +51,12 @@ fn write_restart_read(extra: &[&str], expect_backend: &str) {
     s.wait_ready();
     rt.block_on(async {
         let mut c = Raw::connect(s.endpoint()).await;
-        let r = c
-            .kv
-            .range(pb::RangeRequest { key: b"k".to_vec(), range_end: b"l".to_vec(), ..Default::default() })
+        let r =
+            c.kv.range(pb::RangeRequest {
+                key: b"k".to_vec(),
+                range_end: b"l".to_vec(),
+                ..Default::default()
+            })
             .await
             .unwrap()
             .into_inner();
@@ -63,7 +74,11 @@ fn forced_epoll_serves_and_recovers() {
 fn default_backend_is_probed_and_logged() {
     // Where the kernel permits io_uring, kvik must use it; where it does
     // not, it must fall back rather than fail.
-    let expect = if io_uring_allowed_by_sysctl() && io_uring_works() { "io_uring" } else { "epoll" };
+    let expect = if io_uring_allowed_by_sysctl() && io_uring_works() {
+        "io_uring"
+    } else {
+        "epoll"
+    };
     write_restart_read(&[], expect);
 }
 

@@ -7,5 +7,8 @@ use mimalloc::MiMalloc;
 static GLOBAL: MiMalloc = MiMalloc;
 
 fn main() {
-    std::process::exit(tools::serve::main(std::env::args().skip(1).collect(), std::env::vars().collect()));
+    std::process::exit(tools::serve::main(
+        std::env::args().skip(1).collect(),
+        std::env::vars().collect(),
+    ));
 }

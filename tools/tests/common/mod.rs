@@ -29,7 +29,11 @@ pub struct Server {
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub fn temp_dir(tag: &str) -> PathBuf {
@@ -44,7 +48,9 @@ pub fn kvik_bin() -> PathBuf {
 }
 
 pub fn etcd_bin() -> PathBuf {
-    etcd_bin_vendored::etcd_bin_path().expect("etcd 3.7.2 binary for this platform").to_path_buf()
+    etcd_bin_vendored::etcd_bin_path()
+        .expect("etcd 3.7.2 binary for this platform")
+        .to_path_buf()
 }
 
 /// etcdctl 3.4 from Debian's `etcd-client` package. A missing tool fails the
@@ -58,10 +64,15 @@ pub fn etcdctl_bin() -> PathBuf {
 
 impl Server {
     pub fn start(kind: Kind) -> Server {
-        Server::start_in(kind, temp_dir(match kind {
-            Kind::Kvik => "kvik",
-            Kind::Etcd => "etcd",
-        }), true, &[])
+        Server::start_in(
+            kind,
+            temp_dir(match kind {
+                Kind::Kvik => "kvik",
+                Kind::Etcd => "etcd",
+            }),
+            true,
+            &[],
+        )
     }
 
     pub fn start_with(kind: Kind, extra_args: &[&str]) -> Server {
@@ -148,11 +159,18 @@ impl Server {
     /// Polls a Status call until it answers, or fails the test with the log.
     pub fn wait_ready(&mut self) {
         let deadline = Instant::now() + START_DEADLINE;
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         loop {
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
-                    panic!("{:?} exited during start-up ({status}):\n{}", self.kind, self.log());
+                    panic!(
+                        "{:?} exited during start-up ({status}):\n{}",
+                        self.kind,
+                        self.log()
+                    );
                 }
             }
             let ok = rt.block_on(async {
@@ -168,7 +186,12 @@ impl Server {
             if ok {
                 return;
             }
-            assert!(Instant::now() < deadline, "{:?} did not start within {START_DEADLINE:?}:\n{}", self.kind, self.log());
+            assert!(
+                Instant::now() < deadline,
+                "{:?} did not start within {START_DEADLINE:?}:\n{}",
+                self.kind,
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -198,7 +221,11 @@ impl Server {
             Kind::Etcd => etcd_bin(),
         };
         let out = Command::new(bin).args(s.args()).output().unwrap();
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         (out.status.code().unwrap_or(-1), text)
     }
 }
@@ -221,7 +248,11 @@ pub struct Raw {
 
 impl Raw {
     pub async fn connect(endpoint: String) -> Raw {
-        let ch = tonic::transport::Endpoint::from_shared(endpoint).unwrap().connect().await.expect("connect");
+        let ch = tonic::transport::Endpoint::from_shared(endpoint)
+            .unwrap()
+            .connect()
+            .await
+            .expect("connect");
         Raw {
             kv: pb::kv_client::KvClient::new(ch.clone()).max_decoding_message_size(usize::MAX),
             maintenance: pb::maintenance_client::MaintenanceClient::new(ch.clone()),
