@@ -30,6 +30,7 @@ fn untyped(e: ShardError) -> Status {
     match e {
         ShardError::Engine(e) => convert::engine_error(&e).untyped().status(),
         ShardError::Stopped => errors::STOPPED.untyped().status(),
+        ShardError::TooLarge => errors::REQUEST_TOO_LARGE.untyped().status(),
     }
 }
 

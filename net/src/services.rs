@@ -70,6 +70,7 @@ fn status_of(e: ShardError) -> Status {
     match e {
         ShardError::Engine(e) => convert::engine_error(&e).status(),
         ShardError::Stopped => errors::STOPPED.status(),
+        ShardError::TooLarge => errors::REQUEST_TOO_LARGE.status(),
     }
 }
 

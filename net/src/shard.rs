@@ -66,6 +66,8 @@ pub struct ShardStatus {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ShardError {
     Engine(engine::Error),
+    /// The encoded command is larger than one log record may be.
+    TooLarge,
     /// The shard stopped (fatal storage error or shutdown).
     Stopped,
 }
@@ -596,10 +598,21 @@ impl<S: Storage + 'static> Shard<S> {
         let n = self.pending.len().min(BATCH_ENTRIES_MAX);
         self.syncing.extend(self.pending.drain(..n));
         self.sync_started = Some(std::time::Instant::now());
-        for (cmd, _) in &self.syncing {
+        let mut batch = std::mem::take(&mut self.syncing);
+        batch.retain_mut(|(cmd, reply)| {
+            let bytes = cmd.encode();
+            if bytes.len() > raftlog::RECORD_PAYLOAD_BYTES_MAX {
+                // Only reachable with --max-request-bytes raised past what a
+                // log record holds: refuse it like etcd's size limit.
+                let (tx, _) = oneshot::channel();
+                let _ = std::mem::replace(reply, tx).send(Err(ShardError::TooLarge));
+                return false;
+            }
             self.last_index += 1;
-            wal.append(self.term, self.last_index, &cmd.encode());
-        }
+            wal.append(self.term, self.last_index, &bytes);
+            true
+        });
+        self.syncing = batch;
         Box::pin(async move {
             let result = wal.sync().await;
             (wal, result)
