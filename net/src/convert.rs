@@ -23,22 +23,11 @@ pub fn kv_to_pb(kv: engine::KeyValue) -> mvccpb::KeyValue {
     }
 }
 
-pub fn range_from_pb(r: pb::RangeRequest) -> Result<engine::RangeRequest, EtcdError> {
-    let sort_order = match pb::range_request::SortOrder::try_from(r.sort_order) {
-        Ok(pb::range_request::SortOrder::None) => engine::SortOrder::None,
-        Ok(pb::range_request::SortOrder::Ascend) => engine::SortOrder::Ascend,
-        Ok(pb::range_request::SortOrder::Descend) => engine::SortOrder::Descend,
-        Err(_) => return Err(errors::INVALID_SORT_OPTION),
-    };
-    let sort_target = match pb::range_request::SortTarget::try_from(r.sort_target) {
-        Ok(pb::range_request::SortTarget::Key) => engine::SortTarget::Key,
-        Ok(pb::range_request::SortTarget::Version) => engine::SortTarget::Version,
-        Ok(pb::range_request::SortTarget::Create) => engine::SortTarget::Create,
-        Ok(pb::range_request::SortTarget::Mod) => engine::SortTarget::Mod,
-        Ok(pb::range_request::SortTarget::Value) => engine::SortTarget::Value,
-        Err(_) => return Err(errors::INVALID_SORT_OPTION),
-    };
-    Ok(engine::RangeRequest {
+/// Converts a range already checked by [`check_range`].
+pub fn range_from_pb(r: pb::RangeRequest) -> engine::RangeRequest {
+    let sort_order = engine::SortOrder::try_from(r.sort_order).expect("sort order checked");
+    let sort_target = engine::SortTarget::try_from(r.sort_target).expect("sort target checked");
+    engine::RangeRequest {
         key: r.key,
         range_end: r.range_end,
         limit: r.limit,
@@ -52,7 +41,7 @@ pub fn range_from_pb(r: pb::RangeRequest) -> Result<engine::RangeRequest, EtcdEr
         max_mod_revision: r.max_mod_revision,
         min_create_revision: r.min_create_revision,
         max_create_revision: r.max_create_revision,
-    })
+    }
 }
 
 pub fn put_from_pb(r: pb::PutRequest) -> engine::PutRequest {
@@ -74,79 +63,138 @@ pub fn delete_from_pb(r: pb::DeleteRangeRequest) -> engine::DeleteRangeRequest {
     }
 }
 
-fn compare_from_pb(c: pb::Compare) -> Result<engine::Compare, EtcdError> {
+/// etcd's compare, including values outside the enums: an unknown result
+/// holds whatever the comparison (except VALUE on no key at all), and an
+/// unknown target compares as equal. Such compares become an equivalent
+/// typed compare, or none when they always hold.
+fn compare_from_pb(c: pb::Compare) -> Option<engine::Compare> {
     use pb::compare::{CompareResult as R, CompareTarget as T, TargetUnion as U};
     let result = match R::try_from(c.result) {
-        Ok(R::Equal) => engine::CompareResult::Equal,
-        Ok(R::Greater) => engine::CompareResult::Greater,
-        Ok(R::Less) => engine::CompareResult::Less,
-        Ok(R::NotEqual) => engine::CompareResult::NotEqual,
-        // etcd treats an unknown result as never true; keep it typed here.
-        Err(_) => return Err(INVALID_COMPARE),
+        Ok(R::Equal) => Some(engine::CompareResult::Equal),
+        Ok(R::Greater) => Some(engine::CompareResult::Greater),
+        Ok(R::Less) => Some(engine::CompareResult::Less),
+        Ok(R::NotEqual) => Some(engine::CompareResult::NotEqual),
+        Err(_) => None,
+    };
+    let target = T::try_from(c.target).ok();
+    let (key, range_end) = (c.key, c.range_end);
+    let Some(result) = result else {
+        // Always true, except that VALUE fails when no key exists: that is
+        // "some key in the range exists".
+        return (target == Some(T::Value)).then(|| engine::Compare {
+            result: engine::CompareResult::NotEqual,
+            target: engine::CompareTarget::Create(0),
+            key,
+            range_end,
+        });
     };
     // Like Go's getters, a union holding another variant reads as zero.
-    let target = match T::try_from(c.target) {
-        Ok(T::Version) => engine::CompareTarget::Version(match c.target_union {
+    let target = match target {
+        Some(T::Version) => engine::CompareTarget::Version(match c.target_union {
             Some(U::Version(v)) => v,
             _ => 0,
         }),
-        Ok(T::Create) => engine::CompareTarget::Create(match c.target_union {
+        Some(T::Create) => engine::CompareTarget::Create(match c.target_union {
             Some(U::CreateRevision(v)) => v,
             _ => 0,
         }),
-        Ok(T::Mod) => engine::CompareTarget::Mod(match c.target_union {
+        Some(T::Mod) => engine::CompareTarget::Mod(match c.target_union {
             Some(U::ModRevision(v)) => v,
             _ => 0,
         }),
-        Ok(T::Value) => engine::CompareTarget::Value(match c.target_union {
+        Some(T::Value) => engine::CompareTarget::Value(match c.target_union {
             Some(U::Value(v)) => v,
             _ => Vec::new(),
         }),
-        Ok(T::Lease) => engine::CompareTarget::Lease(match c.target_union {
+        Some(T::Lease) => engine::CompareTarget::Lease(match c.target_union {
             Some(U::Lease(v)) => v,
             _ => 0,
         }),
-        Err(_) => return Err(INVALID_COMPARE),
+        None => {
+            // Compared as equal (0), then the result decides once for all.
+            if result == engine::CompareResult::Equal {
+                return None;
+            }
+            // Always false: no key has version -1.
+            return Some(engine::Compare {
+                result: engine::CompareResult::Equal,
+                target: engine::CompareTarget::Version(-1),
+                key,
+                range_end,
+            });
+        }
     };
-    Ok(engine::Compare {
+    Some(engine::Compare {
         result,
         target,
-        key: c.key,
-        range_end: c.range_end,
+        key,
+        range_end,
     })
 }
 
-fn op_from_pb(op: pb::RequestOp) -> Result<engine::RequestOp, EtcdError> {
+fn op_from_pb(op: pb::RequestOp) -> engine::RequestOp {
     use pb::request_op::Request as Q;
-    Ok(match op.request {
-        Some(Q::RequestRange(r)) => engine::RequestOp::Range(range_from_pb(r)?),
+    match op.request {
+        Some(Q::RequestRange(r)) => engine::RequestOp::Range(range_from_pb(r)),
         Some(Q::RequestPut(r)) => engine::RequestOp::Put(put_from_pb(r)),
         Some(Q::RequestDeleteRange(r)) => engine::RequestOp::DeleteRange(delete_from_pb(r)),
-        Some(Q::RequestTxn(r)) => engine::RequestOp::Txn(txn_from_pb(r)?),
-        // etcd's checkRequestOp lets an empty op through only to fail it as a
-        // key-less request.
-        None => return Err(errors::KEY_NOT_FOUND),
-    })
+        Some(Q::RequestTxn(r)) => engine::RequestOp::Txn(txn_from_pb(r)),
+        None => unreachable!("empty ops are refused by check_txn"),
+    }
 }
 
-pub fn txn_from_pb(t: pb::TxnRequest) -> Result<engine::TxnRequest, EtcdError> {
-    Ok(engine::TxnRequest {
-        compare: t
-            .compare
-            .into_iter()
-            .map(compare_from_pb)
-            .collect::<Result<_, _>>()?,
-        success: t
-            .success
-            .into_iter()
-            .map(op_from_pb)
-            .collect::<Result<_, _>>()?,
-        failure: t
-            .failure
-            .into_iter()
-            .map(op_from_pb)
-            .collect::<Result<_, _>>()?,
-    })
+/// Converts a transaction already checked by [`check_txn`].
+pub fn txn_from_pb(t: pb::TxnRequest) -> engine::TxnRequest {
+    engine::TxnRequest {
+        compare: t.compare.into_iter().filter_map(compare_from_pb).collect(),
+        success: t.success.into_iter().map(op_from_pb).collect(),
+        failure: t.failure.into_iter().map(op_from_pb).collect(),
+    }
+}
+
+/// etcd's checkRangeRequest, in its order: key, sort order, sort target.
+pub fn check_range(r: &pb::RangeRequest) -> Result<(), EtcdError> {
+    if r.key.is_empty() {
+        return Err(errors::EMPTY_KEY);
+    }
+    if engine::SortOrder::try_from(r.sort_order).is_err()
+        || engine::SortTarget::try_from(r.sort_target).is_err()
+    {
+        return Err(errors::INVALID_SORT_OPTION);
+    }
+    Ok(())
+}
+
+/// etcd's checkTxnRequest, in its order: the op count of this level, every
+/// compare's key, then each op (success, then failure) as checkRequestOp
+/// does; an empty op is "key not found". Duplicate keys are checked later,
+/// as in etcd, by the engine.
+pub fn check_txn(t: &pb::TxnRequest, txn_ops_max: usize) -> Result<(), EtcdError> {
+    let ops = t.compare.len().max(t.success.len()).max(t.failure.len());
+    if ops > txn_ops_max {
+        return Err(errors::TOO_MANY_OPS);
+    }
+    if t.compare.iter().any(|c| c.key.is_empty()) {
+        return Err(errors::EMPTY_KEY);
+    }
+    for op in t.success.iter().chain(t.failure.iter()) {
+        use pb::request_op::Request as Q;
+        match &op.request {
+            Some(Q::RequestRange(r)) => check_range(r)?,
+            Some(Q::RequestPut(p)) => {
+                engine::validate_put(&put_from_pb(p.clone())).map_err(|e| engine_error(&e))?;
+            }
+            Some(Q::RequestDeleteRange(d)) => {
+                if d.key.is_empty() {
+                    return Err(errors::EMPTY_KEY);
+                }
+            }
+            // A nested level gets what this level left of the budget.
+            Some(Q::RequestTxn(inner)) => check_txn(inner, txn_ops_max - ops)?,
+            None => return Err(errors::KEY_NOT_FOUND),
+        }
+    }
+    Ok(())
 }
 
 /// A header holding only a revision, as etcd puts on nested txn responses.

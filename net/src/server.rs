@@ -83,6 +83,9 @@ pub fn run(
         for (i, addr) in config.listen_client.iter().enumerate() {
             // Port 0 is resolved by the first core; the others reuse it.
             let addr = if core == 0 { *addr } else { bound[i] };
+            if core == 0 {
+                ensure_port_free(addr).map_err(|e| format!("listen tcp {addr}: bind: {e}"))?;
+            }
             let l = bind_reuseport(addr).map_err(|e| format!("listen on {addr}: {e}"))?;
             if core == 0 {
                 bound.push(l.local_addr().map_err(|e| e.to_string())?);
@@ -94,6 +97,7 @@ pub fn run(
 
     let mut metrics_listeners = Vec::new();
     for addr in &config.listen_metrics {
+        ensure_port_free(*addr).map_err(|e| format!("listen tcp {addr}: bind: {e}"))?;
         let l = bind_reuseport(*addr).map_err(|e| format!("listen on {addr}: {e}"))?;
         metrics_listeners.push(l);
     }
@@ -225,6 +229,36 @@ pub fn run(
     Err(msg)
 }
 
+/// How long start-up waits for a client port held by a process that just
+/// died (io_uring tears its sockets down asynchronously).
+pub const PORT_RELEASE_WAIT: Duration = Duration::from_secs(5);
+
+/// Fails if another process listens on `addr`. The per-core listeners share
+/// their port through SO_REUSEPORT, which would also let a second server
+/// join them and split the clients; a probe bound without it refuses to
+/// share, as etcd's plain bind does.
+fn ensure_port_free(addr: SocketAddr) -> std::io::Result<()> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    let deadline = std::time::Instant::now() + PORT_RELEASE_WAIT;
+    loop {
+        match std::net::TcpListener::bind(addr) {
+            Ok(probe) => {
+                drop(probe);
+                return Ok(());
+            }
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
@@ -354,6 +388,7 @@ impl hyper::service::Service<Request<Incoming>> for Router {
                 tonic::Status::unimplemented(format!("unknown service {}", service_of(path)));
             return Box::pin(async move { Ok(status.into_http()) });
         };
+        let fut: BoxResponse = Box::pin(async move { fut.await.map(go_grpc_wording) });
         match deadline {
             None => fut,
             Some(d) => Box::pin(async move {
@@ -366,6 +401,32 @@ impl hyper::service::Service<Request<Incoming>> for Router {
             }),
         }
     }
+}
+
+/// Rewrites the receive-limit refusal of the gRPC library into the words of
+/// Go's gRPC, which etcd's clients and tools see from etcd:
+/// "grpc: received message larger than max (N vs. M)".
+fn go_grpc_wording(resp: Response<tonic::body::Body>) -> Response<tonic::body::Body> {
+    let Some(status) = tonic::Status::from_header_map(resp.headers()) else {
+        return resp;
+    };
+    if status.code() != tonic::Code::OutOfRange && status.code() != tonic::Code::ResourceExhausted {
+        return resp;
+    }
+    let msg = status.message();
+    let Some(rest) = msg.strip_prefix("Error, decoded message length too large: found ") else {
+        return resp;
+    };
+    let mut numbers = rest
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|p| !p.is_empty());
+    let (Some(found), Some(limit)) = (numbers.next(), numbers.next()) else {
+        return resp;
+    };
+    tonic::Status::resource_exhausted(format!(
+        "grpc: received message larger than max ({found} vs. {limit})"
+    ))
+    .into_http()
 }
 
 fn service_of(path: &str) -> &str {

@@ -17,10 +17,21 @@ use crate::shard::{Revisioned, ShardError, ShardHandle};
 /// The etcd API version kvik reports in Status. Kubernetes enables its
 /// consistent reads from 3.5.13; kvik serves the 3.6 API.
 pub const ETCD_API_VERSION: &str = "3.6.0";
-/// Bytes etcd adds around a request when it wraps it for the log
-/// (InternalRaftRequest header and field tags); counted against
-/// `--max-request-bytes` like etcd does.
-pub const INTERNAL_REQUEST_OVERHEAD_BYTES: usize = 24;
+/// The size etcd checks against `--max-request-bytes`: its
+/// InternalRaftRequest, `{header (100): {ID (1): request id}, op (4..7):
+/// request}`. Request IDs put the member ID's low 16 bits on top of a
+/// millisecond clock, so their varint length follows from the member ID.
+pub fn proposal_len(request_len: usize, member_id: u64) -> usize {
+    let request_id = ((member_id & 0xffff) << 48) | (1 << 47);
+    let id_len = varint_len(request_id);
+    let header_len = 1 + id_len;
+    (2 + varint_len(header_len as u64) + header_len)
+        + (1 + varint_len(request_len as u64) + request_len)
+}
+
+fn varint_len(v: u64) -> usize {
+    ((64 - (v | 1).leading_zeros() as usize) + 6) / 7
+}
 
 /// State every core's services share.
 pub struct Shared {
@@ -51,10 +62,28 @@ impl Shared {
     }
 
     /// etcd refuses a proposal whose encoded request exceeds
-    /// `--max-request-bytes`.
+    /// `--max-request-bytes`. What it measures is the request wrapped in its
+    /// log envelope: a header holding the request ID (field 100) and the
+    /// request as a one-byte-tag field.
     fn check_size(&self, encoded_len: usize) -> Result<(), Status> {
-        if encoded_len + INTERNAL_REQUEST_OVERHEAD_BYTES > self.max_request_bytes {
+        if proposal_len(encoded_len, self.identity.member_id) > self.max_request_bytes {
             return Err(errors::REQUEST_TOO_LARGE.status());
+        }
+        Ok(())
+    }
+
+    /// With a NOSPACE alarm raised, etcd refuses writes that add data
+    /// (puts, transactions with a put, lease grants) until it is disarmed.
+    fn check_space(&self) -> Result<(), Status> {
+        let nospace = pb::AlarmType::Nospace as i32;
+        if self
+            .alarms
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|a| a.alarm == nospace)
+        {
+            return Err(errors::NO_SPACE.status());
         }
         Ok(())
     }
@@ -93,7 +122,8 @@ impl KvService {
     }
 
     async fn range_inner(&self, req: pb::RangeRequest) -> Result<pb::RangeResponse, Status> {
-        let req = convert::range_from_pb(req).map_err(etcd_status)?;
+        convert::check_range(&req).map_err(etcd_status)?;
+        let req = convert::range_from_pb(req);
         engine::validate_range(&req).map_err(engine_status)?;
         let r = self.shared.shard.range(req).await.map_err(status_of)?;
         let header = self.shared.header_of(&r);
@@ -137,6 +167,7 @@ impl pb::kv_server::Kv for KvService {
         let req = convert::put_from_pb(req);
         engine::validate_put(&req).map_err(engine_status)?;
         self.shared.check_size(encoded_len)?;
+        self.shared.check_space()?;
         let r = self
             .shared
             .shard
@@ -178,7 +209,8 @@ impl pb::kv_server::Kv for KvService {
     ) -> Result<Response<pb::TxnResponse>, Status> {
         let req = request.into_inner();
         let encoded_len = req.encoded_len();
-        let req = convert::txn_from_pb(req).map_err(etcd_status)?;
+        convert::check_txn(&req, self.shared.max_txn_ops).map_err(etcd_status)?;
+        let req = convert::txn_from_pb(req);
         engine::validate_txn(&req, &self.shared.limits()).map_err(engine_status)?;
         let r = if convert::is_read_only(&req) {
             // Read-only transactions take no revision and no log entry, so
@@ -186,6 +218,9 @@ impl pb::kv_server::Kv for KvService {
             self.shared.shard.read_txn(req).await.map_err(status_of)?
         } else {
             self.shared.check_size(encoded_len)?;
+            if has_put(&req) {
+                self.shared.check_space()?;
+            }
             self.shared
                 .shard
                 .write(engine::Command::Txn(req))
@@ -236,11 +271,9 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
         let req = request.into_inner();
         let status = self.shared.shard.status().await.map_err(status_of)?;
         let mut alarms = self.shared.alarms.lock().unwrap();
-        let all_members = req.member_id == 0;
-        let matches = |a: &pb::AlarmMember| {
-            (all_members || a.member_id == req.member_id)
-                && (req.alarm == 0 || a.alarm == req.alarm)
-        };
+        // etcd's alarm store: GET lists every member's alarms of a type (all
+        // types for NONE); ACTIVATE and DEACTIVATE act on exactly the
+        // (member, type) given, and NONE is never stored.
         let out = match AlarmAction::try_from(req.action) {
             Ok(AlarmAction::Get) => alarms
                 .iter()
@@ -251,13 +284,8 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
                 if req.alarm == 0 {
                     Vec::new()
                 } else {
-                    let member_id = if all_members {
-                        self.shared.identity.member_id
-                    } else {
-                        req.member_id
-                    };
                     let m = pb::AlarmMember {
-                        member_id,
+                        member_id: req.member_id,
                         alarm: req.alarm,
                     };
                     if !alarms.contains(&m) {
@@ -267,9 +295,14 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
                 }
             }
             Ok(AlarmAction::Deactivate) => {
-                let (removed, kept): (Vec<_>, Vec<_>) = alarms.drain(..).partition(|a| matches(a));
-                *alarms = kept;
-                removed
+                let m = pb::AlarmMember {
+                    member_id: req.member_id,
+                    alarm: req.alarm,
+                };
+                match alarms.iter().position(|a| *a == m) {
+                    Some(i) => vec![alarms.remove(i)],
+                    None => Vec::new(),
+                }
             }
             Err(_) => return Err(Status::invalid_argument("etcdserver: unknown alarm action")),
         };
@@ -290,7 +323,7 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
             .lock()
             .unwrap()
             .iter()
-            .map(|a| format!("memberID:{} alarm:{} ", a.member_id, alarm_name(a.alarm)))
+            .map(|a| format!("memberID:{} alarm:{}", a.member_id, alarm_name(a.alarm)))
             .collect();
         Ok(Response::new(pb::StatusResponse {
             header: self.shared.header(s.revision, s.raft_term),
@@ -316,11 +349,10 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
         &self,
         _request: Request<pb::DefragmentRequest>,
     ) -> Result<Response<pb::DefragmentResponse>, Status> {
-        // The in-memory store has nothing to defragment.
-        let s = self.shared.shard.status().await.map_err(status_of)?;
-        Ok(Response::new(pb::DefragmentResponse {
-            header: self.shared.header(s.revision, s.raft_term),
-        }))
+        // The in-memory store has nothing to defragment. etcd's answer
+        // carries no header.
+        self.shared.shard.status().await.map_err(status_of)?;
+        Ok(Response::new(pb::DefragmentResponse { header: None }))
     }
 
     async fn hash(
@@ -363,10 +395,14 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
 
     async fn move_leader(
         &self,
-        _request: Request<pb::MoveLeaderRequest>,
+        request: Request<pb::MoveLeaderRequest>,
     ) -> Result<Response<pb::MoveLeaderResponse>, Status> {
-        // A single member is always the leader: etcd answers a transfer to a
-        // member that is not a voter with this error.
+        // A single member is always the leader: a transfer to itself is done
+        // already (etcd answers an empty response), any other target is not
+        // a voter.
+        if request.into_inner().target_id == self.shared.identity.member_id {
+            return Ok(Response::new(pb::MoveLeaderResponse { header: None }));
+        }
         Err(errors::BAD_LEADER_TRANSFEREE.status())
     }
 
@@ -376,6 +412,16 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
     ) -> Result<Response<pb::DowngradeResponse>, Status> {
         Err(errors::INVALID_DOWNGRADE_TARGET_VERSION.status())
     }
+}
+
+/// Whether a transaction may write a put, in either branch, at any depth:
+/// etcd's quota cost of a transaction.
+fn has_put(t: &engine::TxnRequest) -> bool {
+    t.success.iter().chain(t.failure.iter()).any(|op| match op {
+        engine::RequestOp::Put(_) => true,
+        engine::RequestOp::Txn(t) => has_put(t),
+        _ => false,
+    })
 }
 
 fn alarm_name(a: i32) -> &'static str {
@@ -649,6 +695,7 @@ impl pb::lease_server::Lease for LeaseService {
         if req.ttl > LEASE_TTL_MAX_SECS {
             return Err(errors::LEASE_TTL_TOO_LARGE.status());
         }
+        self.shared.check_space()?;
         let ttl_secs = req.ttl.max(self.shared.lease_ttl_min_secs);
         let id = if req.id == 0 { new_lease_id() } else { req.id };
         let r = self

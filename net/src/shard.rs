@@ -525,7 +525,22 @@ impl<S: Storage + 'static> Shard<S> {
                 let _ = reply.send(Ok(self.header(info)));
             }
             Request::Leases(reply) => {
-                let ids = self.mvcc.leases().into_iter().map(|(id, _)| id).collect();
+                // etcd lists leases soonest expiry first. A lease granted
+                // before the first tick counts from the latest known time.
+                let mut by_expiry: Vec<(Option<Instant>, i64, i64)> =
+                    self.mvcc
+                        .leases()
+                        .into_iter()
+                        .map(|(id, ttl)| {
+                            let deadline =
+                                self.lease_deadlines.get(&id).copied().or_else(|| {
+                                    self.now.map(|n| n + Duration::from_secs(ttl as u64))
+                                });
+                            (deadline, ttl, id)
+                        })
+                        .collect();
+                by_expiry.sort();
+                let ids = by_expiry.into_iter().map(|(_, _, id)| id).collect();
                 let _ = reply.send(Ok(self.header(ids)));
             }
         }
