@@ -1072,7 +1072,6 @@ mod tests {
                 "--auto-compaction-mode",
                 "--metrics",
                 "--grpc-keepalive-min-time",
-                "--experimental-watch-progress-notify-interval",
                 "--max-snapshots",
                 "--max-wals",
                 "--enable-v2",

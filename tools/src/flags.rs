@@ -148,6 +148,11 @@ const fn exp(
     s.removed_in = Some("3.7");
     s
 }
+/// An old spelling of a flag that now takes effect.
+const fn now_effective(mut s: FlagSpec) -> FlagSpec {
+    s.class = Class::Effective;
+    s
+}
 const fn deprecated(mut s: FlagSpec, msg: &'static str) -> FlagSpec {
     s.deprecation = Some(msg);
     s
@@ -322,7 +327,7 @@ pub static SPECS: &[FlagSpec] = &[
     exp("experimental-corrupt-check-time", Kind::Duration, "0s", "corrupt-check-time"),
     exp("experimental-compaction-batch-limit", Kind::Int, "1000", "compaction-batch-limit"),
     exp("experimental-compaction-sleep-interval", Kind::Duration, "0s", "compaction-sleep-interval"),
-    exp("experimental-watch-progress-notify-interval", Kind::Duration, "10m", "watch-progress-notify-interval"),
+    now_effective(exp("experimental-watch-progress-notify-interval", Kind::Duration, "10m", "watch-progress-notify-interval")),
     exp("experimental-warning-apply-duration", Kind::Duration, "100ms", "warning-apply-duration"),
     exp("experimental-warning-unary-request-duration", Kind::Duration, "300ms", "warning-unary-request-duration"),
     exp("experimental-bootstrap-defrag-threshold-megabytes", Kind::Uint, "0", "bootstrap-defrag-threshold-megabytes"),
