@@ -92,7 +92,7 @@ enum Request {
     /// notifications. The shard never reads the clock itself.
     Tick(Instant),
     WatchOpen(oneshot::Sender<(StreamId, mpsc::Receiver<WatchOut>)>),
-    Watch(StreamId, WatchIn),
+    Watch(StreamId, WatchIn, oneshot::Sender<()>),
     WatchClose(StreamId),
     LeaseKeepAlive(i64, Instant, Reply<i64>),
     LeaseTimeToLive(i64, bool, Instant, Reply<LeaseInfo>),
@@ -191,11 +191,10 @@ impl ShardHandle {
         self.ask(Request::WatchOpen).await
     }
 
+    /// Sends a stream's request; returns when the stream may send the next
+    /// one (held while its replies back up, as etcd pushes back).
     pub async fn watch(&self, stream: StreamId, req: WatchIn) -> Result<(), ShardError> {
-        self.tx
-            .send(Request::Watch(stream, req))
-            .await
-            .map_err(|_| ShardError::Stopped)
+        self.ask(|tx| Request::Watch(stream, req, tx)).await
     }
 
     /// Closes a watch stream; never waits (it runs from drop paths).
@@ -476,9 +475,9 @@ impl<S: Storage + 'static> Shard<S> {
             Request::WatchOpen(reply) => {
                 let _ = reply.send(self.watch.open());
             }
-            Request::Watch(stream, req) => {
+            Request::Watch(stream, req, ack) => {
                 self.watch
-                    .request(stream, req, self.mvcc.current_revision());
+                    .request(stream, req, self.mvcc.current_revision(), ack);
                 if self.watch.has_unsynced() {
                     self.watch.catch_up(&self.mvcc);
                 }

@@ -15,9 +15,9 @@
 //! `watch_id = -1`, only once every watcher of its stream is synced. Until
 //! then it stays pending.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::errors::cancel_reason;
 
@@ -28,6 +28,11 @@ pub const WATCH_OUTBOX_RESPONSES_MAX: usize = 256;
 /// Events read from the store for one catch-up response (whole revisions
 /// are never split, so a response may exceed this by one revision).
 pub const WATCH_CATCHUP_EVENTS_MAX: usize = 1000;
+/// Control replies (created, canceled, progress) queued for a stream whose
+/// outbox is full, before its requests are held back: the client is then
+/// pushed back through its own stream, as etcd's bounded control channel
+/// does.
+pub const WATCH_CONTROL_PENDING_MAX: usize = 64;
 /// Catch-up responses sent per shard turn, across all streams.
 pub const WATCH_CATCHUP_RESPONSES_PER_TURN_MAX: usize = 256;
 
@@ -127,6 +132,11 @@ struct Stream {
     watchers: BTreeMap<i64, Watcher>,
     next_auto_id: i64,
     progress_pending: bool,
+    /// Control replies not yet in the outbox. While any wait, the stream's
+    /// events go through catch-up, so nothing overtakes them.
+    control: VecDeque<WatchOut>,
+    /// The stream's reader, held back until `control` drains.
+    held: Option<oneshot::Sender<()>>,
 }
 
 impl Stream {
@@ -144,13 +154,33 @@ pub struct WatchHub {
     next_stream: StreamId,
     /// Single-key watchers by key.
     exact: HashMap<Vec<u8>, Vec<WatcherRef>>,
-    /// Range and prefix watchers.
+    /// Prefix watchers (range_end is the prefix's end) by prefix: an event
+    /// looks up each prefix of its key, not every watcher.
+    prefixes: HashMap<Vec<u8>, Vec<WatcherRef>>,
+    /// Other range watchers, checked one by one.
     ranges: Vec<WatcherRef>,
     /// Watchers that must catch up from the store.
     unsynced: BTreeSet<WatcherRef>,
     /// Streams with a progress request waiting for their watchers.
     progress_waiting: BTreeSet<StreamId>,
+    /// Streams with control replies waiting for outbox space.
+    control_waiting: BTreeSet<StreamId>,
     watchers: usize,
+}
+
+/// Whether `[key, range_end)` is exactly the keys starting with `key`.
+fn is_prefix_range(key: &[u8], range_end: &[u8]) -> bool {
+    if key.is_empty() {
+        return false;
+    }
+    let mut end = key.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end == range_end;
+        }
+    }
+    false
 }
 
 /// Sends without waiting. `Err(true)` means the stream is gone.
@@ -183,6 +213,8 @@ impl WatchHub {
                 watchers: BTreeMap::new(),
                 next_auto_id: 0,
                 progress_pending: false,
+                control: VecDeque::new(),
+                held: None,
             },
         );
         (id, rx)
@@ -205,6 +237,8 @@ impl WatchHub {
         }
         if w.range_end.is_empty() {
             self.exact.entry(w.key.clone()).or_default().push(r);
+        } else if is_prefix_range(&w.key, &w.range_end) {
+            self.prefixes.entry(w.key.clone()).or_default().push(r);
         } else {
             self.ranges.push(r);
         }
@@ -221,63 +255,114 @@ impl WatchHub {
                     self.exact.remove(&w.key);
                 }
             }
+        } else if is_prefix_range(&w.key, &w.range_end) {
+            if let Some(v) = self.prefixes.get_mut(&w.key) {
+                v.retain(|x| *x != r);
+                if v.is_empty() {
+                    self.prefixes.remove(&w.key);
+                }
+            }
         } else {
             self.ranges.retain(|x| *x != r);
         }
     }
 
-    /// Handles a stream's request at the shard's current and compact
-    /// revisions.
-    pub fn request(&mut self, stream: StreamId, req: WatchIn, current_rev: i64) {
-        let Some(s) = self.streams.get_mut(&stream) else {
+    /// Handles a stream's request at the shard's current revision. `ack`
+    /// is answered once the stream may send its next request: at once,
+    /// unless its control replies are backed up.
+    pub fn request(
+        &mut self,
+        stream: StreamId,
+        req: WatchIn,
+        current_rev: i64,
+        ack: oneshot::Sender<()>,
+    ) {
+        if !self.streams.contains_key(&stream) {
             return;
-        };
+        }
         match req {
-            WatchIn::Create(spec) => self.create(stream, spec, current_rev),
+            WatchIn::Create(spec) => {
+                let reply = match self.admit(stream, spec, current_rev) {
+                    Ok(id) => WatchOut::Created {
+                        watch_id: id,
+                        revision: current_rev,
+                        cancel_reason: None,
+                    },
+                    Err(reason) => WatchOut::Created {
+                        watch_id: -1,
+                        revision: current_rev,
+                        cancel_reason: Some(reason),
+                    },
+                };
+                self.control(stream, reply);
+            }
             WatchIn::Cancel(id) => {
+                let s = self.streams.get_mut(&stream).expect("checked");
                 if let Some(w) = s.watchers.remove(&id) {
-                    let out = s.out.clone();
                     self.unindex(stream, id, &w);
-                    if offer(
-                        &out,
+                    self.control(
+                        stream,
                         WatchOut::Canceled {
                             watch_id: id,
                             revision: current_rev,
                             compact_revision: 0,
                         },
-                    ) == Err(true)
-                    {
-                        self.close(stream);
-                    }
+                    );
                 }
             }
             WatchIn::Progress => {
-                s.progress_pending = true;
+                self.streams
+                    .get_mut(&stream)
+                    .expect("checked")
+                    .progress_pending = true;
                 self.flush_progress(stream, current_rev);
             }
         }
+        let Some(s) = self.streams.get_mut(&stream) else {
+            return;
+        };
+        if s.control.len() < WATCH_CONTROL_PENDING_MAX {
+            let _ = ack.send(());
+        } else {
+            s.held = Some(ack);
+        }
     }
 
-    fn create(&mut self, stream: StreamId, spec: CreateSpec, current_rev: i64) {
-        let reply = match self.admit(stream, spec, current_rev) {
-            Ok(id) => WatchOut::Created {
-                watch_id: id,
-                revision: current_rev,
-                cancel_reason: None,
-            },
-            Err(reason) => WatchOut::Created {
-                watch_id: -1,
-                revision: current_rev,
-                cancel_reason: Some(reason),
-            },
+    /// Queues a control reply behind any already waiting, and sends what
+    /// the outbox takes.
+    fn control(&mut self, stream: StreamId, msg: WatchOut) {
+        let Some(s) = self.streams.get_mut(&stream) else {
+            return;
         };
-        let out = self.streams[&stream].out.clone();
-        // A client sends its next create only after this one's reply, so a
-        // full outbox here means the stream is stalled: drop it rather than
-        // lose the reply.
-        if offer(&out, reply).is_err() {
-            self.close(stream);
+        s.control.push_back(msg);
+        self.flush_control(stream);
+    }
+
+    /// Moves waiting control replies into the outbox; false if the stream
+    /// still has some waiting (or is gone).
+    fn flush_control(&mut self, stream: StreamId) -> bool {
+        let Some(s) = self.streams.get_mut(&stream) else {
+            return false;
+        };
+        while let Some(msg) = s.control.pop_front() {
+            match s.out.try_send(msg) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(msg)) => {
+                    s.control.push_front(msg);
+                    self.control_waiting.insert(stream);
+                    return false;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    self.close(stream);
+                    return false;
+                }
+            }
         }
+        self.control_waiting.remove(&stream);
+        if let Some(ack) = s.held.take() {
+            let _ = ack.send(());
+        }
+        true
     }
 
     /// Registers a watcher, or says why etcd would refuse it.
@@ -300,10 +385,13 @@ impl WatchHub {
             }
             spec.watch_id
         } else {
+            // Like etcd, an automatic ID is never handed out twice on a
+            // stream, even after its watch was cancelled.
             while s.watchers.contains_key(&s.next_auto_id) {
                 s.next_auto_id += 1;
             }
-            s.next_auto_id
+            s.next_auto_id += 1;
+            s.next_auto_id - 1
         };
         let next_rev = if spec.start_revision == 0 {
             current_rev + 1
@@ -345,6 +433,15 @@ impl WatchHub {
                     per.entry(*r).or_default().push(i);
                 }
             }
+            if !self.prefixes.is_empty() {
+                for len in 1..=e.kv.key.len() {
+                    if let Some(v) = self.prefixes.get(&e.kv.key[..len]) {
+                        for r in v {
+                            per.entry(*r).or_default().push(i);
+                        }
+                    }
+                }
+            }
             for r in &self.ranges {
                 let w = &self.streams[&r.0].watchers[&r.1];
                 if w.matches(&e.kv.key) {
@@ -355,8 +452,16 @@ impl WatchHub {
         let mut dead = Vec::new();
         for ((stream, id), idx) in per {
             let s = self.streams.get_mut(&stream).expect("indexed stream");
+            let backed_up = !s.control.is_empty();
             let w = s.watchers.get_mut(&id).expect("indexed watcher");
             if !w.synced || revision < w.next_rev {
+                continue;
+            }
+            if backed_up {
+                // Nothing may overtake a waiting control reply.
+                w.synced = false;
+                w.next_rev = revision;
+                self.unsynced.insert((stream, id));
                 continue;
             }
             let shaped = w.shape(idx.into_iter().map(|i| events[i].clone()));
@@ -388,7 +493,9 @@ impl WatchHub {
     }
 
     pub fn has_unsynced(&self) -> bool {
-        !self.unsynced.is_empty() || !self.progress_waiting.is_empty()
+        !self.unsynced.is_empty()
+            || !self.progress_waiting.is_empty()
+            || !self.control_waiting.is_empty()
     }
 
     /// Moves unsynced watchers forward from the store's history, within a
@@ -397,6 +504,10 @@ impl WatchHub {
         let current = mvcc.current_revision();
         let compacted = mvcc.compact_revision();
         let mut budget = WATCH_CATCHUP_RESPONSES_PER_TURN_MAX;
+        let waiting: Vec<StreamId> = self.control_waiting.iter().copied().collect();
+        for stream in waiting {
+            self.flush_control(stream);
+        }
         let todo: Vec<WatcherRef> = self.unsynced.iter().copied().collect();
         let mut touched: BTreeSet<StreamId> = self.progress_waiting.clone();
         let mut dead: BTreeSet<StreamId> = BTreeSet::new();
@@ -512,6 +623,9 @@ impl WatchHub {
     pub fn notify_progress(&mut self, current_rev: i64) {
         let mut dead = Vec::new();
         for (&stream, s) in &mut self.streams {
+            if !s.control.is_empty() {
+                continue;
+            }
             for (&id, w) in &s.watchers {
                 if w.synced
                     && w.progress_notify
@@ -582,7 +696,7 @@ mod tests {
             start_revision: start,
             ..Default::default()
         };
-        hub.request(s, WatchIn::Create(spec), rev);
+        hub.request(s, WatchIn::Create(spec), rev, oneshot::channel().0);
     }
 
     #[test]
@@ -630,7 +744,12 @@ mod tests {
         for _ in 0..WATCH_OUTBOX_RESPONSES_MAX + 10 {
             put(&mut m, &mut hub, "a", "v");
         }
-        hub.request(s, WatchIn::Progress, m.current_revision());
+        hub.request(
+            s,
+            WatchIn::Progress,
+            m.current_revision(),
+            oneshot::channel().0,
+        );
         // The outbox is full and the watcher unsynced: no progress yet.
         let mut msgs = drain(&mut rx);
         assert!(!msgs.iter().any(|x| matches!(x, WatchOut::Progress { .. })));
@@ -692,8 +811,18 @@ mod tests {
             watch_id: 7,
             ..Default::default()
         };
-        hub.request(s, WatchIn::Create(spec.clone()), m.current_revision());
-        hub.request(s, WatchIn::Create(spec), m.current_revision());
+        hub.request(
+            s,
+            WatchIn::Create(spec.clone()),
+            m.current_revision(),
+            oneshot::channel().0,
+        );
+        hub.request(
+            s,
+            WatchIn::Create(spec),
+            m.current_revision(),
+            oneshot::channel().0,
+        );
         create(&mut hub, s, "b", "a", 0, m.current_revision());
         let msgs = drain(&mut rx);
         assert_eq!(
@@ -733,12 +862,22 @@ mod tests {
             prev_kv: true,
             ..Default::default()
         };
-        hub.request(s, WatchIn::Create(spec), m.current_revision());
+        hub.request(
+            s,
+            WatchIn::Create(spec),
+            m.current_revision(),
+            oneshot::channel().0,
+        );
         let spec = CreateSpec {
             key: "a".into(),
             ..Default::default()
         };
-        hub.request(s, WatchIn::Create(spec), m.current_revision());
+        hub.request(
+            s,
+            WatchIn::Create(spec),
+            m.current_revision(),
+            oneshot::channel().0,
+        );
         put(&mut m, &mut hub, "a", "1");
         m.apply(&Command::DeleteRange(engine::DeleteRangeRequest {
             key: "a".into(),
@@ -792,5 +931,104 @@ mod tests {
         put(&mut m, &mut hub, "a", "1");
         assert_eq!(hub.watcher_count(), 0);
         assert_eq!(hub.stream_count(), 0);
+    }
+
+    #[test]
+    fn pipelined_creates_back_pressure_instead_of_dropping_the_stream() {
+        let m = Mvcc::new();
+        let mut hub = WatchHub::default();
+        let (s, mut rx) = hub.open();
+        let total = WATCH_OUTBOX_RESPONSES_MAX + WATCH_CONTROL_PENDING_MAX + 10;
+        let mut held = 0;
+        let mut answered = Vec::new();
+        for i in 0..total {
+            let (ack, mut acked) = oneshot::channel();
+            let spec = CreateSpec {
+                key: format!("k{i}").into(),
+                ..Default::default()
+            };
+            hub.request(s, WatchIn::Create(spec), m.current_revision(), ack);
+            if acked.try_recv().is_err() {
+                // The reader must wait: drain like a client would, then
+                // the shard's next turn releases it.
+                held += 1;
+                answered.extend(drain(&mut rx));
+                hub.catch_up(&m);
+                assert!(acked.try_recv().is_ok(), "released once the outbox drained");
+            }
+        }
+        answered.extend(drain(&mut rx));
+        hub.catch_up(&m);
+        answered.extend(drain(&mut rx));
+        assert!(held > 0, "the test must have filled the outbox");
+        let ids: Vec<i64> = answered
+            .iter()
+            .map(|m| match m {
+                WatchOut::Created {
+                    watch_id,
+                    cancel_reason: None,
+                    ..
+                } => *watch_id,
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(ids, (0..total as i64).collect::<Vec<_>>());
+        assert_eq!(hub.stream_count(), 1);
+    }
+
+    #[test]
+    fn automatic_watch_ids_are_never_reused() {
+        let m = Mvcc::new();
+        let mut hub = WatchHub::default();
+        let (s, mut rx) = hub.open();
+        let rev = m.current_revision();
+        create(&mut hub, s, "a", "", 0, rev);
+        create(&mut hub, s, "b", "", 0, rev);
+        hub.request(s, WatchIn::Cancel(1), rev, oneshot::channel().0);
+        create(&mut hub, s, "c", "", 0, rev);
+        let ids: Vec<i64> = drain(&mut rx)
+            .iter()
+            .filter_map(|m| match m {
+                WatchOut::Created { watch_id, .. } => Some(*watch_id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ids, vec![0, 1, 2], "etcd's ids after a cancel");
+    }
+
+    #[test]
+    fn prefix_watchers_are_indexed_and_match_exactly() {
+        assert!(is_prefix_range(b"a/", b"a0"));
+        assert!(is_prefix_range(b"a\xff", b"b"));
+        assert!(!is_prefix_range(b"a", b"c"));
+        assert!(!is_prefix_range(b"", &[0]));
+        let mut m = Mvcc::new();
+        let mut hub = WatchHub::default();
+        let (s, mut rx) = hub.open();
+        create(&mut hub, s, "a/", "a0", 0, m.current_revision()); // prefix: indexed
+        create(&mut hub, s, "a/b", "a/c", 0, m.current_revision()); // prefix too
+        create(&mut hub, s, "a/", "a/m", 0, m.current_revision()); // plain range
+        assert_eq!(hub.prefixes.len(), 2);
+        assert_eq!(hub.ranges.len(), 1);
+        put(&mut m, &mut hub, "a/b1", "v"); // all three
+        put(&mut m, &mut hub, "a/z", "v"); // only the first
+        put(&mut m, &mut hub, "a0", "v"); // none
+        let msgs = drain(&mut rx);
+        assert_eq!(revisions(&msgs, 0), vec![2, 3]);
+        assert_eq!(revisions(&msgs, 1), vec![2]);
+        assert_eq!(revisions(&msgs, 2), vec![2]);
+        hub.request(
+            s,
+            WatchIn::Cancel(0),
+            m.current_revision(),
+            oneshot::channel().0,
+        );
+        hub.request(
+            s,
+            WatchIn::Cancel(1),
+            m.current_revision(),
+            oneshot::channel().0,
+        );
+        assert!(hub.prefixes.is_empty());
     }
 }
