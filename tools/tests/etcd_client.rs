@@ -728,6 +728,14 @@ const SUITE_RUN: &[(&str, &[&str])] = &[
             "test_hash_kv",
             // Cluster: MemberList, Status and MoveLeader on a single member.
             "test_move_leader",
+            // Watch, Lease, Lock and Election.
+            "test_watch",
+            "test_grant_revoke",
+            "test_keep_alive",
+            "test_time_to_live",
+            "test_leases",
+            "test_lock",
+            "test_election",
         ],
     ),
     ("namespace", &["test_namespace_kv"]),
@@ -735,13 +743,6 @@ const SUITE_RUN: &[(&str, &[&str])] = &[
 
 /// Tests of `tests/client.rs` that do not run, and why.
 const SUITE_EXCLUDED: &[(&str, &str)] = &[
-    ("test_watch", "Watch: later work"),
-    ("test_grant_revoke", "Lease: later work"),
-    ("test_keep_alive", "Lease: later work"),
-    ("test_time_to_live", "Lease: later work"),
-    ("test_leases", "Lease: later work"),
-    ("test_lock", "Lock (needs leases): later work"),
-    ("test_election", "Election (needs leases): later work"),
     ("test_auth", "Auth: later work"),
     ("test_auth_refresh_token", "Auth: later work"),
     ("test_auth_refresh_token_once_for_concurrent_calls", "Auth: later work"),
