@@ -1,0 +1,212 @@
+//! Machine facts, process CPU time and Prometheus scraping.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+/// The metric both servers expose; its delta is the number of WAL fsyncs.
+pub const FSYNC_METRIC: &str = "etcd_disk_wal_fsync_duration_seconds_count";
+
+/// What the report says about the machine and the code under test.
+#[derive(Clone, Debug)]
+pub struct MachineInfo {
+    pub nproc: usize,
+    pub cpu_model: String,
+    pub kernel: String,
+    pub dir_fs: String,
+    pub commit: String,
+}
+
+pub fn machine_info(dir: &Path) -> MachineInfo {
+    let nproc = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .or_else(|_| output("uname", &["-r"]).ok_or(()))
+        .unwrap_or_else(|_| "unknown".into());
+    let dir_fs = dir
+        .to_str()
+        .and_then(|d| output("df", &["-T", d]))
+        .and_then(|s| {
+            let line = s.lines().nth(1)?.to_string();
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            Some(format!("{} (mounted on {})", cols.get(1)?, cols.last()?))
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let commit = match output("git", &["rev-parse", "--short", "HEAD"]) {
+        Some(c) if !c.is_empty() => {
+            let dirty = output("git", &["status", "--porcelain", "--untracked-files=no"])
+                .is_some_and(|s| !s.trim().is_empty());
+            if dirty {
+                format!("{c} (working tree modified)")
+            } else {
+                c
+            }
+        }
+        _ => "unknown".into(),
+    };
+    MachineInfo {
+        nproc,
+        cpu_model,
+        kernel,
+        dir_fs,
+        commit,
+    }
+}
+
+fn output(cmd: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(cmd).args(args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Clock ticks per second for `/proc/<pid>/stat` times.
+pub fn clock_ticks() -> f64 {
+    output("getconf", &["CLK_TCK"])
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|t| *t > 0.0)
+        .unwrap_or(100.0)
+}
+
+/// utime + stime of a process (all its threads), in clock ticks.
+pub fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may contain spaces.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (state); utime and stime are fields 14 and 15.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// Busy CPU time of the whole machine (all CPUs, idle and iowait
+/// excluded), in clock ticks: used to see how much CPU other processes took
+/// during a run.
+pub fn machine_busy_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest is within user).
+    Some(f.iter().take(8).sum::<u64>() - f.get(3)? - f.get(4)?)
+}
+
+/// Reads one counter from `http://addr/metrics`. `Err` says why it is not there.
+pub fn scrape_counter(addr: &str, metric: &str) -> Result<f64, String> {
+    let body = http_get(addr, "/metrics")?;
+    let mut total = None;
+    for line in body.lines() {
+        let Some(rest) = line.strip_prefix(metric) else {
+            continue;
+        };
+        // Either `name value` or `name{labels} value`; sum across label sets.
+        if !(rest.starts_with(' ') || rest.starts_with('{')) {
+            continue;
+        }
+        let value = rest
+            .rsplit_once('}')
+            .map_or(rest, |(_, v)| v)
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+            .ok_or_else(|| format!("cannot parse metric line {line:?}"))?;
+        *total.get_or_insert(0.0) += value;
+    }
+    total.ok_or_else(|| format!("{metric} not exposed on http://{addr}/metrics"))
+}
+
+fn http_get(addr: &str, path: &str) -> Result<String, String> {
+    let err = |e: std::io::Error| format!("GET http://{addr}{path}: {e}");
+    let mut s = TcpStream::connect(addr).map_err(err)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(err)?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/plain\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(err)?;
+    // Read until EOF, or until the body is complete (in case the server
+    // keeps the connection open despite `Connection: close`).
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        let n = s.read(&mut buf).map_err(err)?;
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+        if response_complete(&raw) {
+            break;
+        }
+    }
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| format!("GET http://{addr}{path}: malformed response"))?;
+    let head = String::from_utf8_lossy(&raw[..split]);
+    let body = &raw[split + 4..];
+    let status = head.lines().next().unwrap_or("");
+    if status.split_whitespace().nth(1) != Some("200") {
+        return Err(format!("GET http://{addr}{path}: {status}"));
+    }
+    let chunked = head.lines().any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("transfer-encoding:") && l.contains("chunked")
+    });
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_vec()
+    };
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+fn response_complete(raw: &[u8]) -> bool {
+    let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    let body = &raw[split + 4..];
+    for line in head.lines() {
+        if let Some(v) = line.strip_prefix("content-length:") {
+            return v.trim().parse::<usize>().is_ok_and(|n| body.len() >= n);
+        }
+        if line.starts_with("transfer-encoding:") && line.contains("chunked") {
+            return body.ends_with(b"\r\n0\r\n\r\n") || body == b"0\r\n\r\n";
+        }
+    }
+    false
+}
+
+fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = body.windows(2).position(|w| w == b"\r\n") {
+        let size = std::str::from_utf8(&body[..eol])
+            .ok()
+            .and_then(|l| usize::from_str_radix(l.split(';').next()?.trim(), 16).ok());
+        let rest = &body[eol + 2..];
+        match size {
+            Some(n) if n > 0 && rest.len() >= n => {
+                out.extend_from_slice(&rest[..n]);
+                body = rest[n..].strip_prefix(b"\r\n").unwrap_or(&rest[n..]);
+            }
+            _ => break,
+        }
+    }
+    out
+}
