@@ -12,7 +12,11 @@ USAGE:
     kvik-bench [OPTIONS]
 
 WORKLOAD:
-    --workload put|range|mixed  what the clients send (default: put)
+    --workload put|range|mixed|watch|lease-grant|lease-keepalive|put-lease
+                                what the clients send (default: put); watch: --watchers
+                                streams watch the key prefix while the clients put, and
+                                latency is put-to-event
+    --watchers N                watch streams for --workload watch (default: 100)
     --keys N                    key space size; range/mixed preload all N keys (default: 10000)
     --key-size N                key length in bytes (default: 8)
     --val-size N                value length in bytes (default: 256)
@@ -44,6 +48,12 @@ pub enum Workload {
     Put,
     Range,
     Mixed,
+    /// `--watchers` watch streams on the key prefix while the clients put.
+    Watch,
+    LeaseGrant,
+    LeaseKeepAlive,
+    /// Puts attached to a lease granted per client before the run.
+    PutLease,
 }
 
 impl Workload {
@@ -52,6 +62,10 @@ impl Workload {
             Workload::Put => "put",
             Workload::Range => "range",
             Workload::Mixed => "mixed",
+            Workload::Watch => "watch",
+            Workload::LeaseGrant => "lease-grant",
+            Workload::LeaseKeepAlive => "lease-keepalive",
+            Workload::PutLease => "put-lease",
         }
     }
 }
@@ -74,6 +88,7 @@ impl Side {
 #[derive(Clone, Debug)]
 pub struct Args {
     pub workload: Workload,
+    pub watchers: usize,
     pub keys: u64,
     pub key_size: usize,
     pub val_size: usize,
@@ -97,6 +112,7 @@ pub struct Args {
 pub fn parse(argv: &[String]) -> Result<Option<Args>, String> {
     let mut a = Args {
         workload: Workload::Put,
+        watchers: 100,
         keys: 10_000,
         key_size: 8,
         val_size: 256,
@@ -147,10 +163,19 @@ pub fn parse(argv: &[String]) -> Result<Option<Args>, String> {
                     "put" => Workload::Put,
                     "range" => Workload::Range,
                     "mixed" => Workload::Mixed,
-                    v => return Err(format!("--workload: expected put|range|mixed, got {v:?}")),
+                    "watch" => Workload::Watch,
+                    "lease-grant" => Workload::LeaseGrant,
+                    "lease-keepalive" => Workload::LeaseKeepAlive,
+                    "put-lease" => Workload::PutLease,
+                    v => {
+                        return Err(format!(
+                            "--workload: expected put|range|mixed|watch|lease-grant|lease-keepalive|put-lease, got {v:?}"
+                        ))
+                    }
                 }
             }
             "--keys" => a.keys = num(flag, &value()?)?,
+            "--watchers" => a.watchers = num(flag, &value()?)?,
             "--key-size" => a.key_size = num(flag, &value()?)?,
             "--val-size" => a.val_size = num(flag, &value()?)?,
             "--read-ratio" => {

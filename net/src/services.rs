@@ -522,7 +522,8 @@ fn create_spec(c: pb::WatchCreateRequest) -> crate::watch::CreateSpec {
     crate::watch::CreateSpec {
         no_put: c.filters.contains(&(FilterType::Noput as i32)),
         no_delete: c.filters.contains(&(FilterType::Nodelete as i32)),
-        key: c.key,
+        // etcd reads an empty key as "\0", the smallest key.
+        key: if c.key.is_empty() { vec![0] } else { c.key },
         range_end: c.range_end,
         start_revision: c.start_revision,
         progress_notify: c.progress_notify,
@@ -592,7 +593,10 @@ fn watch_out_to_pb(shared: &Shared, out: crate::watch::WatchOut) -> Vec<pb::Watc
                 events,
                 ..Default::default()
             };
-            if !fragment || whole.encoded_len() <= shared.max_request_bytes {
+            // etcd's watch server allows --max-request-bytes plus gRPC's
+            // overhead per response.
+            let limit = shared.max_request_bytes + crate::server::GRPC_OVERHEAD_BYTES;
+            if !fragment || whole.encoded_len() <= limit {
                 return vec![whole];
             }
             // etcd's fragmentation: fill each response up to the limit (at

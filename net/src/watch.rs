@@ -97,6 +97,10 @@ struct Watcher {
     /// The first revision not yet delivered.
     next_rev: i64,
     synced: bool,
+    /// Cancelled by compaction: like etcd, it stays registered (its ID
+    /// taken, its stream's progress requests unanswered) until the client
+    /// cancels it.
+    compacted: bool,
 }
 
 impl Watcher {
@@ -410,6 +414,7 @@ impl WatchHub {
             // Historical watchers (and compacted ones, which the catch-up
             // path cancels) start unsynced.
             synced: next_rev > current_rev,
+            compacted: false,
         };
         self.index((stream, id), &w);
         self.streams
@@ -573,8 +578,8 @@ impl WatchHub {
                 w.next_rev = next;
             }
             if cancel {
-                let w = s.watchers.remove(&id).expect("watcher exists");
-                self.unindex(stream, id, &w);
+                w.compacted = true;
+                self.unsynced.remove(&(stream, id));
             } else if w.next_rev > current {
                 w.synced = true;
                 self.unsynced.remove(&(stream, id));
