@@ -35,6 +35,8 @@ pub struct Plan {
     pub duration: Option<Duration>,
     pub clients: usize,
     pub watchers: usize,
+    /// Per-request deadline, enforced by the client itself.
+    pub timeout: Duration,
 }
 
 /// The key prefix every workload writes under.
@@ -71,6 +73,7 @@ impl Plan {
             duration: a.duration,
             clients: a.clients,
             watchers: a.watchers,
+            timeout: a.timeout,
         }
     }
 
@@ -80,12 +83,13 @@ impl Plan {
 }
 
 /// Opens `conns` HTTP/2 connections (eagerly, so that connection setup is
-/// not measured); every request on them has the deadline `timeout`.
-pub async fn connect(url: &str, conns: usize, timeout: Duration) -> Result<Vec<Channel>, String> {
+/// not measured). The per-request deadline is enforced by the workers, not
+/// sent as `grpc-timeout`: etcd does not answer a keep-alive stream that
+/// carries one.
+pub async fn connect(url: &str, conns: usize, _timeout: Duration) -> Result<Vec<Channel>, String> {
     let endpoint = Endpoint::from_shared(url.to_string())
         .map_err(|e| format!("{url}: {e}"))?
         .connect_timeout(Duration::from_secs(5))
-        .timeout(timeout)
         .tcp_nodelay(true);
     let mut channels = Vec::with_capacity(conns);
     for _ in 0..conns {
@@ -269,38 +273,44 @@ async fn worker(
             _ => false,
         };
         let t0 = Instant::now();
-        let res = if plan.workload == Workload::LeaseGrant {
-            lease
-                .lease_grant(LeaseGrantRequest {
-                    ttl: LEASE_TTL_SECS,
-                    id: 0,
+        let op = async {
+            if plan.workload == Workload::LeaseGrant {
+                lease
+                    .lease_grant(LeaseGrantRequest {
+                        ttl: LEASE_TTL_SECS,
+                        id: 0,
+                    })
+                    .await
+                    .map(|_| true)
+            } else if let Some((tx, rx)) = keepalive.as_mut() {
+                let sent = tx.send(LeaseKeepAliveRequest { id: lease_id }).await;
+                match (sent, rx.message().await) {
+                    (Ok(()), Ok(Some(r))) if r.ttl > 0 => Ok(true),
+                    (_, Err(e)) => Err(e),
+                    _ => Err(tonic::Status::internal("keep-alive answered no TTL")),
+                }
+            } else if read {
+                kv.range(RangeRequest {
+                    key,
+                    serializable: plan.serializable,
+                    ..Default::default()
+                })
+                .await
+                .map(|r| r.into_inner().kvs.len() == 1)
+            } else {
+                kv.put(PutRequest {
+                    key,
+                    value: plan.value.clone(),
+                    lease: lease_id,
+                    ..Default::default()
                 })
                 .await
                 .map(|_| true)
-        } else if let Some((tx, rx)) = keepalive.as_mut() {
-            let sent = tx.send(LeaseKeepAliveRequest { id: lease_id }).await;
-            match (sent, rx.message().await) {
-                (Ok(()), Ok(Some(r))) if r.ttl > 0 => Ok(true),
-                (_, Err(e)) => Err(e),
-                _ => Err(tonic::Status::internal("keep-alive answered no TTL")),
             }
-        } else if read {
-            kv.range(RangeRequest {
-                key,
-                serializable: plan.serializable,
-                ..Default::default()
-            })
-            .await
-            .map(|r| r.into_inner().kvs.len() == 1)
-        } else {
-            kv.put(PutRequest {
-                key,
-                value: plan.value.clone(),
-                lease: lease_id,
-                ..Default::default()
-            })
-            .await
-            .map(|_| true)
+        };
+        let res = match tokio::time::timeout(plan.timeout, op).await {
+            Ok(r) => r,
+            Err(_) => Err(tonic::Status::deadline_exceeded("request passed --timeout")),
         };
         let us = t0.elapsed().as_micros() as u64;
         match res {
