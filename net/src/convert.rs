@@ -81,7 +81,7 @@ fn compare_from_pb(c: pb::Compare) -> Option<engine::Compare> {
     let Some(result) = result else {
         // Always true, except that VALUE fails when no key exists: that is
         // "some key in the range exists".
-        return (target == Some(T::Value)).then(|| engine::Compare {
+        return (target == Some(T::Value)).then_some(engine::Compare {
             result: engine::CompareResult::NotEqual,
             target: engine::CompareTarget::Create(0),
             key,

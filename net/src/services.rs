@@ -30,7 +30,7 @@ pub fn proposal_len(request_len: usize, member_id: u64) -> usize {
 }
 
 fn varint_len(v: u64) -> usize {
-    ((64 - (v | 1).leading_zeros() as usize) + 6) / 7
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
 
 /// State every core's services share.

@@ -45,7 +45,9 @@ impl Record {
 
     /// Whether this record's entry carries `needle` (a put of that key).
     fn holds(&self, segment: &[u8], needle: &[u8]) -> bool {
-        self.payload(segment).windows(needle.len()).any(|w| w == needle)
+        self.payload(segment)
+            .windows(needle.len())
+            .any(|w| w == needle)
     }
 }
 
@@ -58,7 +60,11 @@ fn records(bytes: &[u8]) -> Vec<Record> {
             break;
         }
         let index = u64::from_le_bytes(bytes[off + 17..off + 25].try_into().unwrap());
-        out.push(Record { offset: off, len: RECORD_HEADER + len, index });
+        out.push(Record {
+            offset: off,
+            len: RECORD_HEADER + len,
+            index,
+        });
         off += RECORD_HEADER + len;
     }
     assert_eq!(off, bytes.len(), "the segment ends with a whole record");
@@ -86,7 +92,10 @@ fn file_name(p: &Path) -> String {
 }
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn key(i: usize) -> Vec<u8> {
@@ -105,7 +114,11 @@ fn put_keys(server: &Server, n: usize) {
         for i in 0..n {
             let r = raw
                 .kv
-                .put(pb::PutRequest { key: key(i), value: value(i), ..Default::default() })
+                .put(pb::PutRequest {
+                    key: key(i),
+                    value: value(i),
+                    ..Default::default()
+                })
                 .await
                 .unwrap()
                 .into_inner();
@@ -120,13 +133,25 @@ fn assert_keys(server: &Server, n: usize, upto: usize) {
     rt().block_on(async {
         let mut raw = Raw::connect(server.endpoint()).await;
         for i in 0..upto {
-            let r = raw.kv.range(pb::RangeRequest { key: key(i), ..Default::default() }).await.unwrap().into_inner();
+            let r = raw
+                .kv
+                .range(pb::RangeRequest {
+                    key: key(i),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner();
             if i < n {
                 assert_eq!(r.kvs.len(), 1, "key {i} is served");
                 assert_eq!(r.kvs[0].value, value(i), "key {i}");
                 assert_eq!(r.kvs[0].mod_revision, i as i64 + 2, "key {i}");
             } else {
-                assert!(r.kvs.is_empty(), "key {i} was cut off with the torn tail but is served: {:?}", r.kvs);
+                assert!(
+                    r.kvs.is_empty(),
+                    "key {i} was cut off with the torn tail but is served: {:?}",
+                    r.kvs
+                );
             }
             assert_eq!(r.header.unwrap().revision, n as i64 + 1, "store revision");
         }
@@ -153,7 +178,10 @@ fn run_expecting_exit_with(dir: &Path, extra: &[&str]) -> (i32, String) {
         Ok(r) => r,
         Err(_) => {
             kill_our_children_on(dir);
-            let log = rx.recv_timeout(Duration::from_secs(10)).map(|(_, out)| out).unwrap_or_default();
+            let log = rx
+                .recv_timeout(Duration::from_secs(10))
+                .map(|(_, out)| out)
+                .unwrap_or_default();
             panic!("kvik did not exit within {REFUSAL_DEADLINE:?}: it started instead of refusing {}:\n{log}", dir.display());
         }
     }
@@ -164,11 +192,21 @@ fn kill_our_children_on(dir: &Path) {
     let me = std::process::id();
     let needle = dir.display().to_string();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
         // The parent pid is the second field after the parenthesised name.
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { continue };
-        let ppid: u32 = rest.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        let ppid: u32 = rest
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         if ppid == me && String::from_utf8_lossy(&cmdline).contains(&needle) {
             // SAFETY: kill(2) on a child this test started.
@@ -220,16 +258,26 @@ fn flipped_bit_in_an_early_record_refuses_start() {
     let name = file_name(&seg);
     let original = std::fs::read(&seg).unwrap();
     let recs = records(&original);
-    assert!(recs.len() >= 300, "a record per put: {} records", recs.len());
+    assert!(
+        recs.len() >= 300,
+        "a record per put: {} records",
+        recs.len()
+    );
     // The put of key 10: early, and far from the last record. (Entries
     // that are not puts, e.g. one per start, may come first.)
-    let target = *recs.iter().find(|r| r.holds(&original, &key(10))).expect("a record holds the put of key 10");
+    let target = *recs
+        .iter()
+        .find(|r| r.holds(&original, &key(10)))
+        .expect("a record holds the put of key 10");
     assert!(target.index < 20, "{target:?}");
 
     // Damage in the payload, and in each header field the checksum covers
     // or that frames the record.
     let cases: [(&str, usize); 5] = [
-        ("payload", target.offset + RECORD_HEADER + (target.len - RECORD_HEADER) / 2),
+        (
+            "payload",
+            target.offset + RECORD_HEADER + (target.len - RECORD_HEADER) / 2,
+        ),
         ("checksum", target.offset + 5),
         ("type", target.offset + 8),
         ("term", target.offset + 9),
@@ -240,15 +288,29 @@ fn flipped_bit_in_an_early_record_refuses_start() {
         damaged[byte] ^= 0x08;
         std::fs::write(&seg, &damaged).unwrap();
         let (code, out) = run_expecting_exit(&dir);
-        assert_ne!(code, 0, "{what}: kvik started on a WAL with a flipped bit in entry {} at offset {}:\n{out}", target.index, target.offset);
-        assert!(out.contains(&name), "{what}: the refusal names the segment file {name}:\n{out}");
+        assert_ne!(
+            code, 0,
+            "{what}: kvik started on a WAL with a flipped bit in entry {} at offset {}:\n{out}",
+            target.index, target.offset
+        );
+        assert!(
+            out.contains(&name),
+            "{what}: the refusal names the segment file {name}:\n{out}"
+        );
         assert!(
             offsets_named(&out).contains(&(target.offset as u64)),
             "{what}: the refusal names the damaged record's offset {}:\n{out}",
             target.offset
         );
-        assert_eq!(std::fs::read(&seg).unwrap(), damaged, "{what}: the refusal leaves the segment as it was");
-        eprintln!("{what} bit flip at byte {byte}: refused with exit code {code}: {}", out.trim().lines().last().unwrap_or(""));
+        assert_eq!(
+            std::fs::read(&seg).unwrap(),
+            damaged,
+            "{what}: the refusal leaves the segment as it was"
+        );
+        eprintln!(
+            "{what} bit flip at byte {byte}: refused with exit code {code}: {}",
+            out.trim().lines().last().unwrap_or("")
+        );
     }
 
     // Restored, the same directory serves everything again.
@@ -269,7 +331,10 @@ fn torn_last_record_is_truncated_and_earlier_writes_served() {
     let original = std::fs::read(&seg).unwrap();
     let recs = records(&original);
     let last = *recs.last().unwrap();
-    assert!(last.holds(&original, &key(N - 1)), "the last record is the last put");
+    assert!(
+        last.holds(&original, &key(N - 1)),
+        "the last record is the last put"
+    );
 
     // (tail, keys served afterwards)
     let mut garbage = vec![0u8; 300];
@@ -281,10 +346,22 @@ fn torn_last_record_is_truncated_and_earlier_writes_served() {
         *b = x as u8;
     }
     let cases: Vec<(&str, Vec<u8>, usize)> = vec![
-        ("last record cut mid-way", original[..last.offset + last.len / 2].to_vec(), N - 1),
-        ("last record cut inside its header", original[..last.offset + 10].to_vec(), N - 1),
+        (
+            "last record cut mid-way",
+            original[..last.offset + last.len / 2].to_vec(),
+            N - 1,
+        ),
+        (
+            "last record cut inside its header",
+            original[..last.offset + 10].to_vec(),
+            N - 1,
+        ),
         ("garbage appended", [original.clone(), garbage].concat(), N),
-        ("zeros appended", [original.clone(), vec![0u8; 4096]].concat(), N),
+        (
+            "zeros appended",
+            [original.clone(), vec![0u8; 4096]].concat(),
+            N,
+        ),
     ];
     for (what, bytes, served) in cases {
         server.kill9();
@@ -293,37 +370,70 @@ fn torn_last_record_is_truncated_and_earlier_writes_served() {
         server.spawn();
         server.wait_ready();
         let log = server.log()[log_before..].to_string();
-        assert!(log.to_lowercase().contains("truncat"), "{what}: the log mentions the truncation:\n{log}");
-        assert!(log.contains(&name), "{what}: the log names the segment:\n{log}");
-        let cut_at = if served == N { original.len() } else { last.offset };
+        assert!(
+            log.to_lowercase().contains("truncat"),
+            "{what}: the log mentions the truncation:\n{log}"
+        );
+        assert!(
+            log.contains(&name),
+            "{what}: the log names the segment:\n{log}"
+        );
+        let cut_at = if served == N {
+            original.len()
+        } else {
+            last.offset
+        };
         assert!(
             offsets_named(&log).contains(&(cut_at as u64)),
             "{what}: the log names the offset {cut_at} it cut at:\n{log}"
         );
         assert_keys(&server, served, N);
-        eprintln!("{what}: served {served} keys; {}", log.lines().find(|l| l.to_lowercase().contains("truncat")).unwrap_or(""));
+        eprintln!(
+            "{what}: served {served} keys; {}",
+            log.lines()
+                .find(|l| l.to_lowercase().contains("truncat"))
+                .unwrap_or("")
+        );
 
         // A write after the cut survives another crash.
         rt().block_on(async {
             let mut raw = Raw::connect(server.endpoint()).await;
             let r = raw
                 .kv
-                .put(pb::PutRequest { key: key(served), value: value(served), ..Default::default() })
+                .put(pb::PutRequest {
+                    key: key(served),
+                    value: value(served),
+                    ..Default::default()
+                })
                 .await
                 .unwrap()
                 .into_inner();
-            assert_eq!(r.header.unwrap().revision, served as i64 + 2, "{what}: first write after the cut");
+            assert_eq!(
+                r.header.unwrap().revision,
+                served as i64 + 2,
+                "{what}: first write after the cut"
+            );
         });
         // The segment is its whole records before the cut, then whole new
         // records: the damaged tail is gone.
         let now = std::fs::read(&seg).unwrap();
-        assert_eq!(now[..cut_at], original[..cut_at], "{what}: the records before the cut are kept as they were");
-        let after: Vec<Record> = records(&now).into_iter().filter(|r| r.offset >= cut_at).collect();
+        assert_eq!(
+            now[..cut_at],
+            original[..cut_at],
+            "{what}: the records before the cut are kept as they were"
+        );
+        let after: Vec<Record> = records(&now)
+            .into_iter()
+            .filter(|r| r.offset >= cut_at)
+            .collect();
         assert!(
             after.first().is_some_and(|r| r.offset == cut_at),
             "{what}: new records start exactly at the cut, {cut_at}: {after:?}"
         );
-        assert!(after.iter().any(|r| r.holds(&now, &key(served))), "{what}: the new write is logged after the cut");
+        assert!(
+            after.iter().any(|r| r.holds(&now, &key(served))),
+            "{what}: the new write is logged after the cut"
+        );
         server.kill9();
         server.spawn();
         server.wait_ready();
@@ -340,13 +450,26 @@ fn second_kvik_on_the_same_data_dir_refuses() {
     let server = Server::start(Kind::Kvik);
     put_keys(&server, 3);
     let (code, out) = run_expecting_exit(&server.data_dir);
-    assert_ne!(code, 0, "a second kvik started on a data dir in use:\n{out}");
-    assert!(out.to_lowercase().contains("locked"), "the refusal says the data dir is locked:\n{out}");
+    assert_ne!(
+        code, 0,
+        "a second kvik started on a data dir in use:\n{out}"
+    );
+    assert!(
+        out.to_lowercase().contains("locked"),
+        "the refusal says the data dir is locked:\n{out}"
+    );
     // The first one is unaffected.
     assert_keys(&server, 3, 4);
     rt().block_on(async {
         let mut raw = Raw::connect(server.endpoint()).await;
-        raw.kv.put(pb::PutRequest { key: key(3), value: value(3), ..Default::default() }).await.unwrap();
+        raw.kv
+            .put(pb::PutRequest {
+                key: key(3),
+                value: value(3),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
     });
     assert_keys(&server, 4, 4);
 }
@@ -361,30 +484,64 @@ fn second_kvik_on_a_client_url_in_use_refuses() {
     put_keys(&first, 3);
     let url = first.endpoint();
     let other = common::temp_dir("corrupt-port");
-    let (code, out) = run_expecting_exit_with(&other, &["--listen-client-urls", &url, "--advertise-client-urls", &url]);
-    assert_ne!(code, 0, "a second kvik started on {url}, which the first one serves:\n{out}");
-    assert!(out.to_lowercase().contains("in use"), "the refusal says the address is in use:\n{out}");
+    let (code, out) = run_expecting_exit_with(
+        &other,
+        &[
+            "--listen-client-urls",
+            &url,
+            "--advertise-client-urls",
+            &url,
+        ],
+    );
+    assert_ne!(
+        code, 0,
+        "a second kvik started on {url}, which the first one serves:\n{out}"
+    );
+    assert!(
+        out.to_lowercase().contains("in use"),
+        "the refusal says the address is in use:\n{out}"
+    );
     assert_keys(&first, 3, 3);
     std::fs::remove_dir_all(&other).unwrap();
 }
 
 #[test]
 fn data_dir_with_etcd_files_refuses() {
-    for (what, etcd_path) in [("member/wal/", "member/wal"), ("member/snap/db", "member/snap/db")] {
+    for (what, etcd_path) in [
+        ("member/wal/", "member/wal"),
+        ("member/snap/db", "member/snap/db"),
+    ] {
         let dir = common::temp_dir("corrupt-etcdfiles");
         let data = dir.join("data");
         if what.ends_with('/') {
             std::fs::create_dir_all(data.join(etcd_path)).unwrap();
         } else {
             std::fs::create_dir_all(data.join(etcd_path).parent().unwrap()).unwrap();
-            std::fs::write(data.join(etcd_path), b"not a bbolt file, but etcd's name for one").unwrap();
+            std::fs::write(
+                data.join(etcd_path),
+                b"not a bbolt file, but etcd's name for one",
+            )
+            .unwrap();
         }
         let before = listing(&data);
         let (code, out) = run_expecting_exit(&dir);
-        assert_ne!(code, 0, "{what}: kvik started on a data dir holding etcd's files:\n{out}");
-        assert!(out.contains("etcd"), "{what}: the refusal says the files are etcd's:\n{out}");
-        assert!(out.contains(etcd_path), "{what}: the refusal names {etcd_path}:\n{out}");
-        assert_eq!(listing(&data), before, "{what}: kvik wrote into a data dir it refused");
+        assert_ne!(
+            code, 0,
+            "{what}: kvik started on a data dir holding etcd's files:\n{out}"
+        );
+        assert!(
+            out.contains("etcd"),
+            "{what}: the refusal says the files are etcd's:\n{out}"
+        );
+        assert!(
+            out.contains(etcd_path),
+            "{what}: the refusal names {etcd_path}:\n{out}"
+        );
+        assert_eq!(
+            listing(&data),
+            before,
+            "{what}: kvik wrote into a data dir it refused"
+        );
         eprintln!("{what}: refused with exit code {code}: {}", out.trim());
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -395,21 +552,37 @@ fn data_dir_written_by_etcd_refuses() {
     let mut etcd = Server::start(Kind::Etcd);
     rt().block_on(async {
         let mut raw = Raw::connect(etcd.endpoint()).await;
-        raw.kv.put(pb::PutRequest { key: b"written-by".to_vec(), value: b"etcd".to_vec(), ..Default::default() }).await.unwrap();
+        raw.kv
+            .put(pb::PutRequest {
+                key: b"written-by".to_vec(),
+                value: b"etcd".to_vec(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
     });
     etcd.kill9();
     let data = etcd.data_dir.join("data");
-    assert!(data.join("member").join("wal").is_dir(), "etcd wrote member/wal");
+    assert!(
+        data.join("member").join("wal").is_dir(),
+        "etcd wrote member/wal"
+    );
     let before = listing(&data);
     let (code, out) = run_expecting_exit(&etcd.data_dir);
     assert_ne!(code, 0, "kvik started on etcd's data dir:\n{out}");
-    assert!(out.contains("etcd"), "the refusal says the files are etcd's:\n{out}");
+    assert!(
+        out.contains("etcd"),
+        "the refusal says the files are etcd's:\n{out}"
+    );
     assert!(
         out.contains("member/wal") || out.contains("member/snap/db"),
         "the refusal names etcd's files:\n{out}"
     );
     assert_eq!(listing(&data), before, "kvik changed etcd's data dir");
-    eprintln!("etcd 3.7.2 data dir: refused with exit code {code}: {}", out.trim());
+    eprintln!(
+        "etcd 3.7.2 data dir: refused with exit code {code}: {}",
+        out.trim()
+    );
 
     // etcd still starts on it and has its key.
     let started = Instant::now();
@@ -417,7 +590,15 @@ fn data_dir_written_by_etcd_refuses() {
     etcd.wait_ready();
     rt().block_on(async {
         let mut raw = Raw::connect(etcd.endpoint()).await;
-        let r = raw.kv.range(pb::RangeRequest { key: b"written-by".to_vec(), ..Default::default() }).await.unwrap().into_inner();
+        let r = raw
+            .kv
+            .range(pb::RangeRequest {
+                key: b"written-by".to_vec(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
         assert_eq!(r.kvs.len(), 1);
         assert_eq!(r.kvs[0].value, b"etcd");
     });

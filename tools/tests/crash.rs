@@ -81,7 +81,11 @@ struct Model {
 impl Model {
     /// A fresh store is at revision 1 and holds nothing.
     fn new() -> Model {
-        Model { writes: HashMap::new(), checked_rev: 1, floor: 1 }
+        Model {
+            writes: HashMap::new(),
+            checked_rev: 1,
+            floor: 1,
+        }
     }
 }
 
@@ -96,11 +100,16 @@ struct CheckReport {
     point_reads: usize,
 }
 
-async fn with_timeout<T>(what: &str, f: impl std::future::Future<Output = Result<T, tonic::Status>>) -> Result<T, String> {
+async fn with_timeout<T>(
+    what: &str,
+    f: impl std::future::Future<Output = Result<T, tonic::Status>>,
+) -> Result<T, String> {
     match tokio::time::timeout(REQUEST_TIMEOUT, f).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(s)) => {
-            let source = std::error::Error::source(&s).map(|e| format!(" ({e:?})")).unwrap_or_default();
+            let source = std::error::Error::source(&s)
+                .map(|e| format!(" ({e:?})"))
+                .unwrap_or_default();
             Err(format!("{what}: {:?} {}{source}", s.code(), s.message()))
         }
         Err(_) => Err(format!("{what}: no answer within {REQUEST_TIMEOUT:?}")),
@@ -111,12 +120,30 @@ type Kv = pb::kv_client::KvClient<tonic::transport::Channel>;
 
 /// The version of `key` visible at `revision` (0: latest) and the header
 /// revision of the answer.
-async fn read_at(kv: &mut Kv, key: &str, revision: i64) -> Result<(i64, Option<net::pb::mvccpb::KeyValue>), String> {
-    let req = pb::RangeRequest { key: key.as_bytes().to_vec(), revision, ..Default::default() };
-    let resp = with_timeout(&format!("range {key} at revision {revision}"), kv.range(req)).await?.into_inner();
-    let header = resp.header.ok_or_else(|| format!("range {key}: no header"))?;
+async fn read_at(
+    kv: &mut Kv,
+    key: &str,
+    revision: i64,
+) -> Result<(i64, Option<net::pb::mvccpb::KeyValue>), String> {
+    let req = pb::RangeRequest {
+        key: key.as_bytes().to_vec(),
+        revision,
+        ..Default::default()
+    };
+    let resp = with_timeout(
+        &format!("range {key} at revision {revision}"),
+        kv.range(req),
+    )
+    .await?
+    .into_inner();
+    let header = resp
+        .header
+        .ok_or_else(|| format!("range {key}: no header"))?;
     if resp.kvs.len() > 1 {
-        return Err(format!("range {key} at revision {revision}: {} kvs for one key", resp.kvs.len()));
+        return Err(format!(
+            "range {key} at revision {revision}: {} kvs for one key",
+            resp.kvs.len()
+        ));
     }
     Ok((header.revision, resp.kvs.into_iter().next()))
 }
@@ -174,7 +201,9 @@ impl Model {
                 if rev <= self.checked_rev {
                     break;
                 }
-                let slot = by_rev.entry(rev).or_insert_with(|| (value.clone(), BTreeSet::new()));
+                let slot = by_rev
+                    .entry(rev)
+                    .or_insert_with(|| (value.clone(), BTreeSet::new()));
                 if slot.0 != value {
                     return Err(format!(
                         "revision {rev} holds two different values: {:?} and {value:?} (key {k})",
@@ -190,7 +219,10 @@ impl Model {
         }
         for rev in self.checked_rev + 1..=current {
             if !by_rev.contains_key(&rev) {
-                return Err(format!("revision {rev} holds no write that any key shows (revisions {}..={current})", self.checked_rev + 1));
+                return Err(format!(
+                    "revision {rev} holds no write that any key shows (revisions {}..={current})",
+                    self.checked_rev + 1
+                ));
             }
         }
         let mut landed = 0;
@@ -271,7 +303,11 @@ impl Model {
                         "key {k}: latest value {lv:?} at revision {lr}, but the newest durable write is {v:?} at revision {r}"
                     ));
                 }
-                None => return Err(format!("key {k} is missing; its newest durable write is {v:?} at revision {r}")),
+                None => {
+                    return Err(format!(
+                        "key {k} is missing; its newest durable write is {v:?} at revision {r}"
+                    ))
+                }
             }
         }
 
@@ -325,7 +361,13 @@ impl Model {
         let new_revisions = (current - self.checked_rev) as usize;
         self.checked_rev = current;
         self.floor = current;
-        Ok(CheckReport { revision: current, new_revisions, landed_unacked: landed, lost_unacked: lost, point_reads })
+        Ok(CheckReport {
+            revision: current,
+            new_revisions,
+            landed_unacked: landed,
+            lost_unacked: lost,
+            point_reads,
+        })
     }
 }
 
@@ -344,9 +386,16 @@ struct CycleState {
 /// write the same, so its effect does not depend on the compare).
 async fn do_write(kv: &mut Kv, keys: &[String], value: &str) -> Result<i64, String> {
     if keys.len() == 1 {
-        let req = pb::PutRequest { key: keys[0].as_bytes().to_vec(), value: value.as_bytes().to_vec(), ..Default::default() };
+        let req = pb::PutRequest {
+            key: keys[0].as_bytes().to_vec(),
+            value: value.as_bytes().to_vec(),
+            ..Default::default()
+        };
         let resp = with_timeout("put", kv.put(req)).await?.into_inner();
-        return resp.header.map(|h| h.revision).ok_or_else(|| "put: no header".to_string());
+        return resp
+            .header
+            .map(|h| h.revision)
+            .ok_or_else(|| "put: no header".to_string());
     }
     let puts = || {
         keys.iter()
@@ -361,7 +410,10 @@ async fn do_write(kv: &mut Kv, keys: &[String], value: &str) -> Result<i64, Stri
     };
     let mut success = puts();
     success.push(pb::RequestOp {
-        request: Some(Op::RequestRange(pb::RangeRequest { key: keys[0].as_bytes().to_vec(), ..Default::default() })),
+        request: Some(Op::RequestRange(pb::RangeRequest {
+            key: keys[0].as_bytes().to_vec(),
+            ..Default::default()
+        })),
     });
     let req = pb::TxnRequest {
         compare: vec![pb::Compare {
@@ -378,12 +430,25 @@ async fn do_write(kv: &mut Kv, keys: &[String], value: &str) -> Result<i64, Stri
     if !resp.succeeded {
         return Err("txn: a compare that always holds did not succeed".into());
     }
-    let rev = resp.header.map(|h| h.revision).ok_or_else(|| "txn: no header".to_string())?;
+    let rev = resp
+        .header
+        .map(|h| h.revision)
+        .ok_or_else(|| "txn: no header".to_string())?;
     // The nested read sees the txn's own write.
-    match resp.responses.get(keys.len()).and_then(|r| r.response.as_ref()) {
+    match resp
+        .responses
+        .get(keys.len())
+        .and_then(|r| r.response.as_ref())
+    {
         Some(pb::response_op::Response::ResponseRange(r))
-            if r.kvs.len() == 1 && r.kvs[0].value == value.as_bytes() && r.kvs[0].mod_revision == rev => {}
-        other => return Err(format!("txn: nested read does not show the txn's write at revision {rev}: {other:?}")),
+            if r.kvs.len() == 1
+                && r.kvs[0].value == value.as_bytes()
+                && r.kvs[0].mod_revision == rev => {}
+        other => {
+            return Err(format!(
+                "txn: nested read does not show the txn's write at revision {rev}: {other:?}"
+            ))
+        }
     }
     Ok(rev)
 }
@@ -401,22 +466,34 @@ async fn writer(state: Arc<CycleState>, mut kv: Kv, cycle: usize, task: usize, s
             let b = (a + rng.random_range(1..KEYS)) % KEYS;
             vec![key(a), key(b)]
         };
-        state
-            .model
-            .lock()
-            .unwrap()
-            .writes
-            .insert(value.clone(), Write { keys: keys.clone(), outcome: Outcome::Unknown });
+        state.model.lock().unwrap().writes.insert(
+            value.clone(),
+            Write {
+                keys: keys.clone(),
+                outcome: Outcome::Unknown,
+            },
+        );
         match do_write(&mut kv, &keys, &value).await {
             Ok(rev) => {
-                state.model.lock().unwrap().writes.get_mut(&value).unwrap().outcome = Outcome::Acked(rev);
+                state
+                    .model
+                    .lock()
+                    .unwrap()
+                    .writes
+                    .get_mut(&value)
+                    .unwrap()
+                    .outcome = Outcome::Acked(rev);
                 if state.acks.fetch_add(1, Ordering::SeqCst) + 1 >= state.target {
                     state.reached.notify_one();
                 }
             }
             Err(e) => {
                 if !state.killing.load(Ordering::SeqCst) {
-                    state.unexpected.lock().unwrap().push(format!("writer {task}: {e}"));
+                    state
+                        .unexpected
+                        .lock()
+                        .unwrap()
+                        .push(format!("writer {task}: {e}"));
                 }
                 // The outcome stays unknown; a dead connection ends the task.
                 return;
@@ -451,10 +528,22 @@ fn run_cycle_and_kill(
             conns.push(Raw::connect(endpoint.clone()).await.kv);
         }
         (0..WRITERS)
-            .map(|t| tokio::spawn(writer(state.clone(), conns[t % CONNECTIONS].clone(), cycle, t, seed)))
+            .map(|t| {
+                tokio::spawn(writer(
+                    state.clone(),
+                    conns[t % CONNECTIONS].clone(),
+                    cycle,
+                    t,
+                    seed,
+                ))
+            })
             .collect::<Vec<_>>()
     });
-    let reached = rt.block_on(async { tokio::time::timeout(CYCLE_DEADLINE, state.reached.notified()).await.is_ok() });
+    let reached = rt.block_on(async {
+        tokio::time::timeout(CYCLE_DEADLINE, state.reached.notified())
+            .await
+            .is_ok()
+    });
     state.killing.store(true, Ordering::SeqCst);
     server.kill9();
     rt.block_on(async {
@@ -465,10 +554,14 @@ fn run_cycle_and_kill(
     let acks = state.acks.load(Ordering::SeqCst);
     let unexpected = state.unexpected.lock().unwrap().clone();
     if !unexpected.is_empty() {
-        return Err(format!("writes failed while the server was up: {unexpected:?}"));
+        return Err(format!(
+            "writes failed while the server was up: {unexpected:?}"
+        ));
     }
     if !reached {
-        return Err(format!("only {acks} of {target} writes acknowledged within {CYCLE_DEADLINE:?}"));
+        return Err(format!(
+            "only {acks} of {target} writes acknowledged within {CYCLE_DEADLINE:?}"
+        ));
     }
     Ok(acks)
 }
@@ -478,7 +571,11 @@ fn restart(server: &mut Server) {
     server.wait_ready();
 }
 
-fn check_now(rt: &tokio::runtime::Runtime, server: &Server, model: &mut Model) -> Result<CheckReport, String> {
+fn check_now(
+    rt: &tokio::runtime::Runtime,
+    server: &Server,
+    model: &mut Model,
+) -> Result<CheckReport, String> {
     let endpoint = server.endpoint();
     rt.block_on(async {
         let mut raw = Raw::connect(endpoint).await;
@@ -494,7 +591,11 @@ fn seed() -> u64 {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn log_tail(server: &Server) -> String {
@@ -516,15 +617,25 @@ fn kill9_cycles_lose_no_acknowledged_write() {
     for cycle in 0..CYCLES {
         let target = ACKS_MIN + rng.random_range(0..ACKS_EXTRA_MAX);
         let acks = run_cycle_and_kill(&rt, &mut server, &model, cycle, target, seed)
-            .unwrap_or_else(|e| panic!("seed {seed}, cycle {cycle}: {e}\nserver log tail:\n{}", log_tail(&server)));
-        assert!(acks >= ACKS_MIN, "seed {seed}, cycle {cycle}: only {acks} acknowledged writes before the kill");
+            .unwrap_or_else(|e| {
+                panic!(
+                    "seed {seed}, cycle {cycle}: {e}\nserver log tail:\n{}",
+                    log_tail(&server)
+                )
+            });
+        assert!(
+            acks >= ACKS_MIN,
+            "seed {seed}, cycle {cycle}: only {acks} acknowledged writes before the kill"
+        );
         total_acks += acks;
         restart(&mut server);
         let mut m = model.lock().unwrap().clone();
         let report = check_now(&rt, &server, &mut m).unwrap_or_else(|e| {
             panic!("seed {seed}, cycle {cycle} (killed after {acks} acks, target {target}): {e}\nserver log tail:\n{}", log_tail(&server))
         });
-        eprintln!("cycle {cycle}: killed after {acks} acks (target {target}); after restart: {report:?}");
+        eprintln!(
+            "cycle {cycle}: killed after {acks} acks (target {target}); after restart: {report:?}"
+        );
         *model.lock().unwrap() = m;
     }
     // Writes still work after the last restart, at the next revision.
@@ -535,8 +646,15 @@ fn kill9_cycles_lose_no_acknowledged_write() {
             do_write(&mut raw.kv, &[key(0)], "after the last restart").await
         })
         .unwrap_or_else(|e| panic!("seed {seed}: write after the last restart: {e}"));
-    assert_eq!(rev, last + 1, "seed {seed}: the first write after the last restart");
-    eprintln!("{CYCLES} cycles, {total_acks} acknowledged writes, {:?}", started.elapsed());
+    assert_eq!(
+        rev,
+        last + 1,
+        "seed {seed}: the first write after the last restart"
+    );
+    eprintln!(
+        "{CYCLES} cycles, {total_acks} acknowledged writes, {:?}",
+        started.elapsed()
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -579,11 +697,13 @@ fn checker_catches_planted_bugs() {
     let model = Arc::new(Mutex::new(Model::new()));
 
     // A clean cycle passes.
-    let acks = run_cycle_and_kill(&rt, &mut server, &model, 0, 300, seed).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+    let acks = run_cycle_and_kill(&rt, &mut server, &model, 0, 300, seed)
+        .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
     restart(&mut server);
     let before = model.lock().unwrap().clone();
     let mut m = before.clone();
-    let report = check_now(&rt, &server, &mut m).unwrap_or_else(|e| panic!("seed {seed}: clean cycle: {e}"));
+    let report =
+        check_now(&rt, &server, &mut m).unwrap_or_else(|e| panic!("seed {seed}: clean cycle: {e}"));
     eprintln!("clean cycle: {acks} acks, {report:?}");
 
     // (a) A fabricated acknowledgement of a write that never happened, at a
@@ -592,9 +712,13 @@ fn checker_catches_planted_bugs() {
         let mut bad = m.clone();
         bad.writes.insert(
             "fabricated".into(),
-            Write { keys: vec![key(3)], outcome: Outcome::Acked(report.revision / 2) },
+            Write {
+                keys: vec![key(3)],
+                outcome: Outcome::Acked(report.revision / 2),
+            },
         );
-        let err = check_now(&rt, &server, &mut bad).expect_err("a fabricated ack in the past must be reported");
+        let err = check_now(&rt, &server, &mut bad)
+            .expect_err("a fabricated ack in the past must be reported");
         eprintln!("fabricated ack (past) reported: {err}");
         assert!(err.contains("fabricated"), "{err}");
     }
@@ -604,9 +728,13 @@ fn checker_catches_planted_bugs() {
         let mut bad = m.clone();
         bad.writes.insert(
             "fabricated".into(),
-            Write { keys: vec![key(3)], outcome: Outcome::Acked(report.revision + 5) },
+            Write {
+                keys: vec![key(3)],
+                outcome: Outcome::Acked(report.revision + 5),
+            },
         );
-        let err = check_now(&rt, &server, &mut bad).expect_err("an ack above the current revision must be reported");
+        let err = check_now(&rt, &server, &mut bad)
+            .expect_err("an ack above the current revision must be reported");
         eprintln!("fabricated ack (future) reported: {err}");
         assert!(err.contains("backwards"), "{err}");
     }
@@ -621,7 +749,8 @@ fn checker_catches_planted_bugs() {
             .map(|(v, w)| (v.clone(), w.clone()))
             .unwrap();
         bad.writes.remove(&value);
-        let err = check_now(&rt, &server, &mut bad).expect_err("a value nobody wrote must be reported");
+        let err =
+            check_now(&rt, &server, &mut bad).expect_err("a value nobody wrote must be reported");
         eprintln!("unwritten value reported: {err}");
         assert!(err.contains("nobody wrote"), "{err}");
     }
@@ -629,21 +758,40 @@ fn checker_catches_planted_bugs() {
 
     // (d) Acknowledged records cut off the end of the WAL (mid-record, so
     // that recovery takes it for a torn write and starts).
-    let acks = run_cycle_and_kill(&rt, &mut server, &model, 1, 300, seed).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+    let acks = run_cycle_and_kill(&rt, &mut server, &model, 1, 300, seed)
+        .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
     let seg = last_segment(&server.data_dir);
     let bytes = std::fs::read(&seg).unwrap();
     let records = record_offsets(&bytes);
     // At most one write per writer was unanswered; cut well past those.
     let drop_records = WRITERS + 100;
-    assert!(acks as usize > drop_records, "cycle acknowledged {acks} writes");
+    assert!(
+        acks as usize > drop_records,
+        "cycle acknowledged {acks} writes"
+    );
     let (cut_at, _) = records[records.len() - drop_records];
     let cut = cut_at + 7;
-    std::fs::OpenOptions::new().write(true).open(&seg).unwrap().set_len(cut as u64).unwrap();
-    eprintln!("cut {} of {} bytes ({drop_records} records) off {}", bytes.len() - cut, bytes.len(), seg.display());
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .unwrap()
+        .set_len(cut as u64)
+        .unwrap();
+    eprintln!(
+        "cut {} of {} bytes ({drop_records} records) off {}",
+        bytes.len() - cut,
+        bytes.len(),
+        seg.display()
+    );
     restart(&mut server);
-    assert!(server.log().to_lowercase().contains("truncat"), "recovery reports the cut:\n{}", log_tail(&server));
+    assert!(
+        server.log().to_lowercase().contains("truncat"),
+        "recovery reports the cut:\n{}",
+        log_tail(&server)
+    );
     let mut bad = model.lock().unwrap().clone();
-    let err = check_now(&rt, &server, &mut bad).expect_err("acknowledged writes cut off the WAL must be reported");
+    let err = check_now(&rt, &server, &mut bad)
+        .expect_err("acknowledged writes cut off the WAL must be reported");
     eprintln!("WAL tail cut reported: {err}");
     assert!(err.contains("backwards") || err.contains("lost"), "{err}");
 }

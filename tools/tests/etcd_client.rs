@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 
 use common::{Kind, Server};
 use etcd_client::{
-    AlarmAction, AlarmOptions, AlarmResponse, AlarmType, Client, CompactionOptions, Compare, CompareOp, DeleteOptions,
-    DeleteResponse, Error, GetOptions, GetResponse, KeyValue, PutOptions, PutResponse, ResponseHeader, SortOrder,
-    SortTarget, Txn, TxnOp, TxnOpResponse, TxnResponse,
+    AlarmAction, AlarmOptions, AlarmResponse, AlarmType, Client, CompactionOptions, Compare,
+    CompareOp, DeleteOptions, DeleteResponse, Error, GetOptions, GetResponse, KeyValue, PutOptions,
+    PutResponse, ResponseHeader, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse, TxnResponse,
 };
 
 type R<T> = Result<T, Error>;
@@ -68,16 +68,31 @@ fn hdr(h: Option<&ResponseHeader>) -> String {
 
 fn get_s(r: &GetResponse) -> String {
     let kvs: Vec<String> = r.kvs().iter().map(kv_s).collect();
-    format!("{} count {} more {} [{}]", hdr(r.header()), r.count(), r.more(), kvs.join(", "))
+    format!(
+        "{} count {} more {} [{}]",
+        hdr(r.header()),
+        r.count(),
+        r.more(),
+        kvs.join(", ")
+    )
 }
 
 fn put_s(r: &PutResponse) -> String {
-    format!("{} prev {}", hdr(r.header()), r.prev_key().map(kv_s).unwrap_or_else(|| "none".into()))
+    format!(
+        "{} prev {}",
+        hdr(r.header()),
+        r.prev_key().map(kv_s).unwrap_or_else(|| "none".into())
+    )
 }
 
 fn del_s(r: &DeleteResponse) -> String {
     let prev: Vec<String> = r.prev_kvs().iter().map(kv_s).collect();
-    format!("{} deleted {} prev [{}]", hdr(r.header()), r.deleted(), prev.join(", "))
+    format!(
+        "{} deleted {} prev [{}]",
+        hdr(r.header()),
+        r.deleted(),
+        prev.join(", ")
+    )
 }
 
 fn txn_s(r: &TxnResponse) -> String {
@@ -91,7 +106,12 @@ fn txn_s(r: &TxnResponse) -> String {
             TxnOpResponse::Txn(t) => format!("txn({})", txn_s(t)),
         })
         .collect();
-    format!("{} succeeded {} [{}]", hdr(r.header()), r.succeeded(), ops.join("; "))
+    format!(
+        "{} succeeded {} [{}]",
+        hdr(r.header()),
+        r.succeeded(),
+        ops.join("; ")
+    )
 }
 
 fn err_s(e: &Error) -> String {
@@ -148,17 +168,28 @@ fn assert_same(what: &str, kvik: &Transcript, etcd: &Transcript) {
         etcd.steps.len(),
         diffs.join("\n")
     );
-    eprintln!("{what}: all {} steps answer as etcd 3.7.2 does", etcd.steps.len());
+    eprintln!(
+        "{what}: all {} steps answer as etcd 3.7.2 does",
+        etcd.steps.len()
+    );
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 // ---------------------------------------------------------------- KV script
 
 fn sorted_keys(r: &R<GetResponse>) -> Vec<String> {
-    r.as_ref().unwrap().kvs().iter().map(|kv| lossy(kv.key())).collect()
+    r.as_ref()
+        .unwrap()
+        .kvs()
+        .iter()
+        .map(|kv| lossy(kv.key()))
+        .collect()
 }
 
 async fn kv_script(endpoint: String) -> Transcript {
@@ -172,19 +203,31 @@ async fn kv_script(endpoint: String) -> Transcript {
     let r = c.put("a", "1", None).await;
     t.rec("put a=1", res(&r, put_s));
     assert_eq!(revision_of(&r), 2);
-    let r = c.put("b", "2", Some(PutOptions::new().with_prev_key())).await;
+    let r = c
+        .put("b", "2", Some(PutOptions::new().with_prev_key()))
+        .await;
     t.rec("put b=2 prev_kv (new key)", res(&r, put_s));
     assert!(r.as_ref().unwrap().prev_key().is_none());
-    let r = c.put("a", "11", Some(PutOptions::new().with_prev_key())).await;
+    let r = c
+        .put("a", "11", Some(PutOptions::new().with_prev_key()))
+        .await;
     t.rec("put a=11 prev_kv", res(&r, put_s));
     assert_eq!(r.as_ref().unwrap().prev_key().unwrap().value(), b"1");
-    let r = c.put("a", "", Some(PutOptions::new().with_ignore_value().with_prev_key())).await;
+    let r = c
+        .put(
+            "a",
+            "",
+            Some(PutOptions::new().with_ignore_value().with_prev_key()),
+        )
+        .await;
     t.rec("put a ignore_value", res(&r, put_s));
     let r = c.get("a", None).await;
     t.rec("get a after ignore_value", res(&r, get_s));
     assert_eq!(r.as_ref().unwrap().kvs()[0].value(), b"11");
     assert_eq!(r.as_ref().unwrap().kvs()[0].version(), 3);
-    let r = c.put("missing", "", Some(PutOptions::new().with_ignore_value())).await;
+    let r = c
+        .put("missing", "", Some(PutOptions::new().with_ignore_value()))
+        .await;
     t.rec("put missing ignore_value", res(&r, put_s));
     assert!(r.is_err());
     let r = c.put("", "x", None).await;
@@ -192,7 +235,13 @@ async fn kv_script(endpoint: String) -> Transcript {
     assert!(r.is_err());
 
     let mut revs = Vec::new();
-    for (k, v) in [("foo/1", "e"), ("foo/2", "d"), ("foo/3", "c"), ("foo/4", "b"), ("foo/5", "a")] {
+    for (k, v) in [
+        ("foo/1", "e"),
+        ("foo/2", "d"),
+        ("foo/3", "c"),
+        ("foo/4", "b"),
+        ("foo/5", "a"),
+    ] {
         let r = c.put(k, v, None).await;
         t.rec(format!("put {k}={v}"), res(&r, put_s));
         revs.push(revision_of(&r));
@@ -208,7 +257,10 @@ async fn kv_script(endpoint: String) -> Transcript {
     let r = c.get("foo/", Some(prefix())).await;
     t.rec("get foo/ prefix", res(&r, get_s));
     assert_eq!(r.as_ref().unwrap().count(), 5);
-    assert_eq!(sorted_keys(&r), ["foo/1", "foo/2", "foo/3", "foo/4", "foo/5"]);
+    assert_eq!(
+        sorted_keys(&r),
+        ["foo/1", "foo/2", "foo/3", "foo/4", "foo/5"]
+    );
     let r = c.get("foo/", Some(prefix().with_limit(2))).await;
     t.rec("get foo/ prefix limit 2", res(&r, get_s));
     assert!(r.as_ref().unwrap().more());
@@ -219,15 +271,27 @@ async fn kv_script(endpoint: String) -> Transcript {
     assert!(!r.as_ref().unwrap().more());
     let r = c.get("foo/", Some(prefix().with_keys_only())).await;
     t.rec("get foo/ prefix keys_only", res(&r, get_s));
-    assert!(r.as_ref().unwrap().kvs().iter().all(|kv| kv.value().is_empty()));
+    assert!(r
+        .as_ref()
+        .unwrap()
+        .kvs()
+        .iter()
+        .all(|kv| kv.value().is_empty()));
     let r = c.get("foo/", Some(prefix().with_count_only())).await;
     t.rec("get foo/ prefix count_only", res(&r, get_s));
     assert!(r.as_ref().unwrap().kvs().is_empty());
     assert_eq!(r.as_ref().unwrap().count(), 5);
-    let r = c.get("foo/", Some(prefix().with_count_only().with_limit(1))).await;
+    let r = c
+        .get("foo/", Some(prefix().with_count_only().with_limit(1)))
+        .await;
     t.rec("get foo/ prefix count_only limit 1", res(&r, get_s));
-    let r = c.get("foo/", Some(prefix().with_revision(after_foo5))).await;
-    t.rec("get foo/ prefix at the revision of put foo/5", res(&r, get_s));
+    let r = c
+        .get("foo/", Some(prefix().with_revision(after_foo5)))
+        .await;
+    t.rec(
+        "get foo/ prefix at the revision of put foo/5",
+        res(&r, get_s),
+    );
     assert_eq!(r.as_ref().unwrap().kvs()[2].value(), b"c");
     let r = c.get("a", Some(GetOptions::new().with_revision(2))).await;
     t.rec("get a at revision 2", res(&r, get_s));
@@ -235,38 +299,96 @@ async fn kv_script(endpoint: String) -> Transcript {
     let r = c.get("a", Some(GetOptions::new().with_revision(1))).await;
     t.rec("get a at revision 1", res(&r, get_s));
     assert!(r.as_ref().unwrap().kvs().is_empty());
-    for target in [SortTarget::Key, SortTarget::Version, SortTarget::Create, SortTarget::Mod, SortTarget::Value] {
+    for target in [
+        SortTarget::Key,
+        SortTarget::Version,
+        SortTarget::Create,
+        SortTarget::Mod,
+        SortTarget::Value,
+    ] {
         for order in [SortOrder::None, SortOrder::Ascend, SortOrder::Descend] {
             let r = c.get("foo/", Some(prefix().with_sort(target, order))).await;
-            t.rec(format!("get foo/ prefix sort {target:?} {order:?}"), res(&r, get_s));
+            t.rec(
+                format!("get foo/ prefix sort {target:?} {order:?}"),
+                res(&r, get_s),
+            );
         }
     }
-    let r = c.get("foo/", Some(prefix().with_sort(SortTarget::Value, SortOrder::Ascend))).await;
-    assert_eq!(sorted_keys(&r), ["foo/5", "foo/4", "foo/3", "foo/2", "foo/1"]);
-    let r = c.get("foo/", Some(prefix().with_sort(SortTarget::Version, SortOrder::Descend).with_limit(2))).await;
-    t.rec("get foo/ prefix sort Version Descend limit 2", res(&r, get_s));
+    let r = c
+        .get(
+            "foo/",
+            Some(prefix().with_sort(SortTarget::Value, SortOrder::Ascend)),
+        )
+        .await;
+    assert_eq!(
+        sorted_keys(&r),
+        ["foo/5", "foo/4", "foo/3", "foo/2", "foo/1"]
+    );
+    let r = c
+        .get(
+            "foo/",
+            Some(
+                prefix()
+                    .with_sort(SortTarget::Version, SortOrder::Descend)
+                    .with_limit(2),
+            ),
+        )
+        .await;
+    t.rec(
+        "get foo/ prefix sort Version Descend limit 2",
+        res(&r, get_s),
+    );
     assert_eq!(sorted_keys(&r)[0], "foo/3");
-    let r = c.get("foo/", Some(prefix().with_sort(SortTarget::Key, SortOrder::Descend).with_limit(2))).await;
+    let r = c
+        .get(
+            "foo/",
+            Some(
+                prefix()
+                    .with_sort(SortTarget::Key, SortOrder::Descend)
+                    .with_limit(2),
+            ),
+        )
+        .await;
     t.rec("get foo/ prefix sort Key Descend limit 2", res(&r, get_s));
     assert_eq!(sorted_keys(&r), ["foo/5", "foo/4"]);
-    let r = c.get("foo/3", Some(GetOptions::new().with_from_key())).await;
+    let r = c
+        .get("foo/3", Some(GetOptions::new().with_from_key()))
+        .await;
     t.rec("get from foo/3", res(&r, get_s));
-    let r = c.get("foo/2", Some(GetOptions::new().with_range("foo/4"))).await;
+    let r = c
+        .get("foo/2", Some(GetOptions::new().with_range("foo/4")))
+        .await;
     t.rec("get [foo/2, foo/4)", res(&r, get_s));
     assert_eq!(sorted_keys(&r), ["foo/2", "foo/3"]);
     let r = c.get("", Some(GetOptions::new().with_all_keys())).await;
     t.rec("get all keys", res(&r, get_s));
-    let r = c.get("foo/", Some(prefix().with_min_mod_revision(after_foo5))).await;
+    let r = c
+        .get("foo/", Some(prefix().with_min_mod_revision(after_foo5)))
+        .await;
     t.rec("get foo/ prefix min_mod_revision", res(&r, get_s));
-    let r = c.get("foo/", Some(prefix().with_max_mod_revision(after_foo5))).await;
+    let r = c
+        .get("foo/", Some(prefix().with_max_mod_revision(after_foo5)))
+        .await;
     t.rec("get foo/ prefix max_mod_revision", res(&r, get_s));
-    let r = c.get("foo/", Some(prefix().with_min_create_revision(revs[2]))).await;
+    let r = c
+        .get("foo/", Some(prefix().with_min_create_revision(revs[2])))
+        .await;
     t.rec("get foo/ prefix min_create_revision", res(&r, get_s));
-    let r = c.get("foo/", Some(prefix().with_max_create_revision(revs[2]).with_limit(1))).await;
-    t.rec("get foo/ prefix max_create_revision limit 1", res(&r, get_s));
+    let r = c
+        .get(
+            "foo/",
+            Some(prefix().with_max_create_revision(revs[2]).with_limit(1)),
+        )
+        .await;
+    t.rec(
+        "get foo/ prefix max_create_revision limit 1",
+        res(&r, get_s),
+    );
     let r = c.get("foo/", Some(prefix().with_serializable())).await;
     t.rec("get foo/ prefix serializable", res(&r, get_s));
-    let r = c.get("a", Some(GetOptions::new().with_revision(1000))).await;
+    let r = c
+        .get("a", Some(GetOptions::new().with_revision(1000)))
+        .await;
     t.rec("get a at a future revision", res(&r, get_s));
     assert!(r.is_err());
     let r = c.get("", None).await;
@@ -275,25 +397,42 @@ async fn kv_script(endpoint: String) -> Transcript {
 
     // --- Delete
     let before = revision_of(&c.get("a", None).await);
-    let r = c.delete("b", Some(DeleteOptions::new().with_prev_key())).await;
+    let r = c
+        .delete("b", Some(DeleteOptions::new().with_prev_key()))
+        .await;
     t.rec("delete b prev_kv", res(&r, del_s));
     assert_eq!(r.as_ref().unwrap().deleted(), 1);
     assert_eq!(revision_of(&r), before + 1);
     let r = c.delete("nope", None).await;
     t.rec("delete a missing key", res(&r, del_s));
     assert_eq!(r.as_ref().unwrap().deleted(), 0);
-    assert_eq!(revision_of(&r), before + 1, "deleting nothing takes no revision");
+    assert_eq!(
+        revision_of(&r),
+        before + 1,
+        "deleting nothing takes no revision"
+    );
     let r = c.put("foo/6", "f", None).await;
     t.rec("put foo/6=f", res(&r, put_s));
     let before_delete = revision_of(&r);
-    let r = c.delete("foo/", Some(DeleteOptions::new().with_prefix().with_prev_key())).await;
+    let r = c
+        .delete(
+            "foo/",
+            Some(DeleteOptions::new().with_prefix().with_prev_key()),
+        )
+        .await;
     t.rec("delete foo/ prefix prev_kv", res(&r, del_s));
     assert_eq!(r.as_ref().unwrap().deleted(), 6);
-    assert_eq!(revision_of(&r), before_delete + 1, "one revision for the whole range");
+    assert_eq!(
+        revision_of(&r),
+        before_delete + 1,
+        "one revision for the whole range"
+    );
     let r = c.get("foo/", Some(prefix())).await;
     t.rec("get foo/ prefix after the delete", res(&r, get_s));
     assert_eq!(r.as_ref().unwrap().count(), 0);
-    let r = c.get("foo/", Some(prefix().with_revision(before_delete))).await;
+    let r = c
+        .get("foo/", Some(prefix().with_revision(before_delete)))
+        .await;
     t.rec("get foo/ prefix before the delete", res(&r, get_s));
     assert_eq!(r.as_ref().unwrap().count(), 6);
     let r = c.put("foo/3", "again", None).await;
@@ -301,15 +440,25 @@ async fn kv_script(endpoint: String) -> Transcript {
     let r = c.get("foo/3", None).await;
     t.rec("get foo/3 recreated", res(&r, get_s));
     assert_eq!(r.as_ref().unwrap().kvs()[0].version(), 1);
-    assert_eq!(r.as_ref().unwrap().kvs()[0].create_revision(), revision_of(&r));
+    assert_eq!(
+        r.as_ref().unwrap().kvs()[0].create_revision(),
+        revision_of(&r)
+    );
     for k in ["r1", "r2", "r3", "s1"] {
         let r = c.put(k, k, None).await;
         t.rec(format!("put {k}"), res(&r, put_s));
     }
-    let r = c.delete("r1", Some(DeleteOptions::new().with_range("r3").with_prev_key())).await;
+    let r = c
+        .delete(
+            "r1",
+            Some(DeleteOptions::new().with_range("r3").with_prev_key()),
+        )
+        .await;
     t.rec("delete [r1, r3) prev_kv", res(&r, del_s));
     assert_eq!(r.as_ref().unwrap().deleted(), 2);
-    let r = c.delete("r", Some(DeleteOptions::new().with_from_key())).await;
+    let r = c
+        .delete("r", Some(DeleteOptions::new().with_from_key()))
+        .await;
     t.rec("delete from r", res(&r, del_s));
     assert_eq!(r.as_ref().unwrap().deleted(), 2);
 
@@ -323,7 +472,10 @@ async fn kv_script(endpoint: String) -> Transcript {
         .txn(
             Txn::new()
                 .when([Compare::value("t1", CompareOp::Equal, "v1")])
-                .and_then([TxnOp::put("t1", "v2", Some(PutOptions::new().with_prev_key())), TxnOp::get("t1", None)])
+                .and_then([
+                    TxnOp::put("t1", "v2", Some(PutOptions::new().with_prev_key())),
+                    TxnOp::get("t1", None),
+                ])
                 .or_else([TxnOp::get("t1", None)]),
         )
         .await;
@@ -332,7 +484,11 @@ async fn kv_script(endpoint: String) -> Transcript {
     let t1_modified = revision_of(&r);
     match &r.as_ref().unwrap().op_responses()[1] {
         TxnOpResponse::Get(g) => {
-            assert_eq!(g.kvs()[0].value(), b"v2", "a read in a txn sees the txn's earlier write");
+            assert_eq!(
+                g.kvs()[0].value(),
+                b"v2",
+                "a read in a txn sees the txn's earlier write"
+            );
             assert_eq!(g.kvs()[0].mod_revision(), t1_modified);
         }
         other => panic!("unexpected {other:?}"),
@@ -347,15 +503,28 @@ async fn kv_script(endpoint: String) -> Transcript {
         .await;
     t.rec("txn value t1 == v1 (false): else get t1", res(&r, txn_s));
     assert!(!r.as_ref().unwrap().succeeded());
-    assert_eq!(revision_of(&r), t1_modified, "a txn that only reads takes no revision");
+    assert_eq!(
+        revision_of(&r),
+        t1_modified,
+        "a txn that only reads takes no revision"
+    );
     let r = c
         .txn(
             Txn::new()
-                .when([Compare::version("t1", CompareOp::Equal, 2), Compare::version("t2", CompareOp::Greater, 0)])
-                .and_then([TxnOp::delete("t2", Some(DeleteOptions::new().with_prev_key()))]),
+                .when([
+                    Compare::version("t1", CompareOp::Equal, 2),
+                    Compare::version("t2", CompareOp::Greater, 0),
+                ])
+                .and_then([TxnOp::delete(
+                    "t2",
+                    Some(DeleteOptions::new().with_prev_key()),
+                )]),
         )
         .await;
-    t.rec("txn version t1 == 2 && version t2 > 0: delete t2", res(&r, txn_s));
+    t.rec(
+        "txn version t1 == 2 && version t2 > 0: delete t2",
+        res(&r, txn_s),
+    );
     assert!(r.as_ref().unwrap().succeeded());
     let r = c
         .txn(
@@ -384,19 +553,31 @@ async fn kv_script(endpoint: String) -> Transcript {
     let r = c
         .txn(
             Txn::new()
-                .when([Compare::version("t9", CompareOp::Equal, 0), Compare::create_revision("t9", CompareOp::Equal, 0)])
+                .when([
+                    Compare::version("t9", CompareOp::Equal, 0),
+                    Compare::create_revision("t9", CompareOp::Equal, 0),
+                ])
                 .and_then([TxnOp::get("t9", None)]),
         )
         .await;
     t.rec("txn missing key: version == 0, create == 0", res(&r, txn_s));
     assert!(r.as_ref().unwrap().succeeded());
-    let r = c.txn(Txn::new().when([Compare::value("t9", CompareOp::Equal, "")])).await;
+    let r = c
+        .txn(Txn::new().when([Compare::value("t9", CompareOp::Equal, "")]))
+        .await;
     t.rec("txn missing key: value == \"\"", res(&r, txn_s));
-    assert!(!r.as_ref().unwrap().succeeded(), "a value compare on a missing key fails");
-    let r = c.txn(Txn::new().when([Compare::version("t", CompareOp::Greater, 0).with_prefix()])).await;
+    assert!(
+        !r.as_ref().unwrap().succeeded(),
+        "a value compare on a missing key fails"
+    );
+    let r = c
+        .txn(Txn::new().when([Compare::version("t", CompareOp::Greater, 0).with_prefix()]))
+        .await;
     t.rec("txn prefix t: every version > 0", res(&r, txn_s));
     assert!(r.as_ref().unwrap().succeeded());
-    let r = c.txn(Txn::new().when([Compare::value("t1", CompareOp::Equal, "v2").with_range("t4")])).await;
+    let r = c
+        .txn(Txn::new().when([Compare::value("t1", CompareOp::Equal, "v2").with_range("t4")]))
+        .await;
     t.rec("txn range [t1, t4): every value == v2", res(&r, txn_s));
     assert!(!r.as_ref().unwrap().succeeded(), "t3 holds y");
     let r = c
@@ -407,17 +588,28 @@ async fn kv_script(endpoint: String) -> Transcript {
                     TxnOp::txn(
                         Txn::new()
                             .when([Compare::version("t4", CompareOp::Equal, 0)])
-                            .and_then([TxnOp::put("t4", "z", None), TxnOp::get("t", Some(GetOptions::new().with_prefix()))])
+                            .and_then([
+                                TxnOp::put("t4", "z", None),
+                                TxnOp::get("t", Some(GetOptions::new().with_prefix())),
+                            ])
                             .or_else([TxnOp::get("t4", None)]),
                     ),
                     TxnOp::get("t", Some(GetOptions::new().with_prefix().with_count_only())),
                 ]),
         )
         .await;
-    t.rec("nested txn: put t4 and read t prefix inside and after", res(&r, txn_s));
+    t.rec(
+        "nested txn: put t4 and read t prefix inside and after",
+        res(&r, txn_s),
+    );
     assert!(r.as_ref().unwrap().succeeded());
     let rev = revision_of(&r);
-    let r = c.txn(Txn::new().and_then([TxnOp::get("t1", None), TxnOp::get("t", Some(GetOptions::new().with_prefix()))])).await;
+    let r = c
+        .txn(Txn::new().and_then([
+            TxnOp::get("t1", None),
+            TxnOp::get("t", Some(GetOptions::new().with_prefix())),
+        ]))
+        .await;
     t.rec("read-only txn", res(&r, txn_s));
     assert_eq!(revision_of(&r), rev);
     let r = c
@@ -429,18 +621,36 @@ async fn kv_script(endpoint: String) -> Transcript {
             TxnOp::get("t1", None),
         ]))
         .await;
-    t.rec("txn put t5, put t6, get t5, delete t1, get t1", res(&r, txn_s));
+    t.rec(
+        "txn put t5, put t6, get t5, delete t1, get t1",
+        res(&r, txn_s),
+    );
     assert_eq!(revision_of(&r), rev + 1, "one revision for the whole txn");
-    let r = c.txn(Txn::new().and_then([TxnOp::put("t7", "1", None), TxnOp::put("t7", "2", None)])).await;
+    let r = c
+        .txn(Txn::new().and_then([TxnOp::put("t7", "1", None), TxnOp::put("t7", "2", None)]))
+        .await;
     t.rec("txn put t7 twice", res(&r, txn_s));
     assert!(r.is_err());
-    let r = c.txn(Txn::new().and_then([TxnOp::delete("t", Some(DeleteOptions::new().with_prefix())), TxnOp::put("t5", "2", None)])).await;
+    let r = c
+        .txn(Txn::new().and_then([
+            TxnOp::delete("t", Some(DeleteOptions::new().with_prefix())),
+            TxnOp::put("t5", "2", None),
+        ]))
+        .await;
     t.rec("txn delete t prefix and put t5", res(&r, txn_s));
     assert!(r.is_err());
-    let r = c.txn(Txn::new().when([Compare::version("t5", CompareOp::Equal, 42)]).and_then([TxnOp::put("t8", "1", None)])).await;
+    let r = c
+        .txn(
+            Txn::new()
+                .when([Compare::version("t5", CompareOp::Equal, 42)])
+                .and_then([TxnOp::put("t8", "1", None)]),
+        )
+        .await;
     t.rec("txn false compare, empty else", res(&r, txn_s));
     assert!(!r.as_ref().unwrap().succeeded());
-    let r = c.txn(Txn::new().and_then([TxnOp::put("", "1", None)])).await;
+    let r = c
+        .txn(Txn::new().and_then([TxnOp::put("", "1", None)]))
+        .await;
     t.rec("txn put empty key", res(&r, txn_s));
     assert!(r.is_err());
 
@@ -449,10 +659,17 @@ async fn kv_script(endpoint: String) -> Transcript {
     let r = c.compact(cur - 5, None).await;
     t.rec("compact current-5", res(&r, |r| hdr(r.header())));
     assert!(r.is_ok());
-    let r = c.get("a", Some(GetOptions::new().with_revision(cur - 6))).await;
+    let r = c
+        .get("a", Some(GetOptions::new().with_revision(cur - 6)))
+        .await;
     t.rec("get below the compaction", res(&r, get_s));
     assert!(r.is_err());
-    let r = c.get("", Some(GetOptions::new().with_all_keys().with_revision(cur - 5))).await;
+    let r = c
+        .get(
+            "",
+            Some(GetOptions::new().with_all_keys().with_revision(cur - 5)),
+        )
+        .await;
     t.rec("get all keys at the compaction", res(&r, get_s));
     assert!(r.is_ok());
     let r = c.compact(cur - 5, None).await;
@@ -464,10 +681,17 @@ async fn kv_script(endpoint: String) -> Transcript {
     let r = c.compact(cur + 100, None).await;
     t.rec("compact a future revision", res(&r, |r| hdr(r.header())));
     assert!(r.is_err());
-    let r = c.compact(cur, Some(CompactionOptions::new().with_physical())).await;
+    let r = c
+        .compact(cur, Some(CompactionOptions::new().with_physical()))
+        .await;
     t.rec("compact current physical", res(&r, |r| hdr(r.header())));
     assert!(r.is_ok());
-    let r = c.txn(Txn::new().and_then([TxnOp::get("a", Some(GetOptions::new().with_revision(cur - 1)))])).await;
+    let r = c
+        .txn(Txn::new().and_then([TxnOp::get(
+            "a",
+            Some(GetOptions::new().with_revision(cur - 1)),
+        )]))
+        .await;
     t.rec("txn get below the compaction", res(&r, txn_s));
     assert!(r.is_err());
     let r = c.get("", Some(GetOptions::new().with_all_keys())).await;
@@ -475,21 +699,50 @@ async fn kv_script(endpoint: String) -> Transcript {
     let r = c.hash_kv(0).await;
     t.rec(
         "hash_kv 0",
-        res(&r, |h| format!("{} hash {} compact_revision {} hash_revision {}", hdr(h.header()), h.hash(), h.compact_version(), h.hash_revision())),
+        res(&r, |h| {
+            format!(
+                "{} hash {} compact_revision {} hash_revision {}",
+                hdr(h.header()),
+                h.hash(),
+                h.compact_version(),
+                h.hash_revision()
+            )
+        }),
     );
     let r = c.put("post", "compact", None).await;
     t.rec("put after compaction", res(&r, put_s));
     for at in [0, cur, cur + 1] {
         let r = c.hash_kv(at).await;
         t.rec(
-            format!("hash_kv {}", if at == 0 { "0".to_string() } else { format!("current{:+}", at - cur) }),
-            res(&r, |h| format!("{} hash {} compact_revision {} hash_revision {}", hdr(h.header()), h.hash(), h.compact_version(), h.hash_revision())),
+            format!(
+                "hash_kv {}",
+                if at == 0 {
+                    "0".to_string()
+                } else {
+                    format!("current{:+}", at - cur)
+                }
+            ),
+            res(&r, |h| {
+                format!(
+                    "{} hash {} compact_revision {} hash_revision {}",
+                    hdr(h.header()),
+                    h.hash(),
+                    h.compact_version(),
+                    h.hash_revision()
+                )
+            }),
         );
     }
     let r = c.hash_kv(cur - 1).await;
-    t.rec("hash_kv below the compaction", res(&r, |h| format!("hash {}", h.hash())));
+    t.rec(
+        "hash_kv below the compaction",
+        res(&r, |h| format!("hash {}", h.hash())),
+    );
     let r = c.hash_kv(cur + 100).await;
-    t.rec("hash_kv future revision", res(&r, |h| format!("hash {}", h.hash())));
+    t.rec(
+        "hash_kv future revision",
+        res(&r, |h| format!("hash {}", h.hash())),
+    );
     t
 }
 
@@ -532,7 +785,11 @@ impl Names {
     }
 
     fn alarms(&self, r: &AlarmResponse) -> String {
-        let a: Vec<String> = r.alarms().iter().map(|a| format!("{} {:?}", self.id(a.member_id()), a.alarm())).collect();
+        let a: Vec<String> = r
+            .alarms()
+            .iter()
+            .map(|a| format!("{} {:?}", self.id(a.member_id()), a.alarm()))
+            .collect();
         // Without the header's revision: writes that one server refuses
         // under NOSPACE would shift every later revision.
         format!("header {} [{}]", r.header().is_some(), a.join(", "))
@@ -549,7 +806,11 @@ fn outcome<T>(r: &R<T>) -> String {
 
 fn version_at_least(v: &str, min: (u64, u64, u64)) -> bool {
     let mut parts = v.split(['.', '-']).map(|p| p.parse::<u64>().unwrap_or(0));
-    let got = (parts.next().unwrap_or(0), parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    let got = (
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+    );
     got >= min
 }
 
@@ -563,10 +824,18 @@ async fn maintenance_script(server: (String, u16, u16)) -> Transcript {
     // Status: its header names the member; the member leads itself.
     let s = c.status().await.expect("status");
     let h = s.header().expect("status header").clone();
-    let names = Names { member_id: h.member_id(), client_port, peer_port };
+    let names = Names {
+        member_id: h.member_id(),
+        client_port,
+        peer_port,
+    };
     assert_ne!(h.member_id(), 0);
     assert_ne!(h.cluster_id(), 0);
-    assert!(version_at_least(s.version(), (3, 5, 13)), "version {} is at least 3.5.13 (Kubernetes' consistent reads)", s.version());
+    assert!(
+        version_at_least(s.version(), (3, 5, 13)),
+        "version {} is at least 3.5.13 (Kubernetes' consistent reads)",
+        s.version()
+    );
     assert!(s.db_size() > 0, "db_size {}", s.db_size());
     assert_eq!(s.leader(), h.member_id(), "a single member leads itself");
     t.rec(
@@ -591,7 +860,11 @@ async fn maintenance_script(server: (String, u16, u16)) -> Transcript {
     assert_eq!(mh.member_id(), h.member_id());
     assert_eq!(mh.cluster_id(), h.cluster_id());
     assert_eq!(m.members().len(), 1);
-    assert_eq!(m.members()[0].id(), h.member_id(), "the listed member is the one answering");
+    assert_eq!(
+        m.members()[0].id(),
+        h.member_id(),
+        "the listed member is the one answering"
+    );
     let members: Vec<String> = m
         .members()
         .iter()
@@ -600,8 +873,14 @@ async fn maintenance_script(server: (String, u16, u16)) -> Transcript {
                 "{} name {} peer {:?} client {:?} learner {}",
                 names.id(m.id()),
                 m.name(),
-                m.peer_urls().iter().map(|u| names.text(u)).collect::<Vec<_>>(),
-                m.client_urls().iter().map(|u| names.text(u)).collect::<Vec<_>>(),
+                m.peer_urls()
+                    .iter()
+                    .map(|u| names.text(u))
+                    .collect::<Vec<_>>(),
+                m.client_urls()
+                    .iter()
+                    .map(|u| names.text(u))
+                    .collect::<Vec<_>>(),
                 m.is_learner()
             )
         })
@@ -610,16 +889,35 @@ async fn maintenance_script(server: (String, u16, u16)) -> Transcript {
 
     // Hash and HashKV.
     let r = c.hash().await;
-    t.rec("hash", res(&r, |h| format!("{} nonzero {}", hdr(h.header()), h.hash() != 0)));
+    t.rec(
+        "hash",
+        res(&r, |h| {
+            format!("{} nonzero {}", hdr(h.header()), h.hash() != 0)
+        }),
+    );
     let r = c.hash_kv(0).await;
     t.rec(
         "hash_kv 0",
-        res(&r, |h| format!("{} hash {} compact_revision {} hash_revision {}", hdr(h.header()), h.hash(), h.compact_version(), h.hash_revision())),
+        res(&r, |h| {
+            format!(
+                "{} hash {} compact_revision {} hash_revision {}",
+                hdr(h.header()),
+                h.hash(),
+                h.compact_version(),
+                h.hash_revision()
+            )
+        }),
     );
     let r = c.defragment().await;
-    t.rec("defragment", res(&r, |d| format!("header present {}", d.header().is_some())));
+    t.rec(
+        "defragment",
+        res(&r, |d| format!("header present {}", d.header().is_some())),
+    );
     let r = c.move_leader(h.member_id()).await;
-    t.rec("move_leader to itself", res(&r, |d| format!("header present {}", d.header().is_some())));
+    t.rec(
+        "move_leader to itself",
+        res(&r, |d| format!("header present {}", d.header().is_some())),
+    );
 
     // Alarms.
     let alarm_client = c.clone();
@@ -641,27 +939,68 @@ async fn maintenance_script(server: (String, u16, u16)) -> Transcript {
     let r = alarm(AlarmAction::Activate, AlarmType::Nospace, Some(me)).await;
     t.rec("alarm ACTIVATE NOSPACE self", res(&r, |r| names.alarms(r)));
     let r = alarm(AlarmAction::Activate, AlarmType::Nospace, Some(me)).await;
-    t.rec("alarm ACTIVATE NOSPACE self again", res(&r, |r| names.alarms(r)));
-    for (what, typ) in [("NONE", AlarmType::None), ("NOSPACE", AlarmType::Nospace), ("CORRUPT", AlarmType::Corrupt)] {
+    t.rec(
+        "alarm ACTIVATE NOSPACE self again",
+        res(&r, |r| names.alarms(r)),
+    );
+    for (what, typ) in [
+        ("NONE", AlarmType::None),
+        ("NOSPACE", AlarmType::Nospace),
+        ("CORRUPT", AlarmType::Corrupt),
+    ] {
         let r = alarm(AlarmAction::Get, typ, None).await;
-        t.rec(format!("alarm GET {what} with NOSPACE raised"), res(&r, |r| names.alarms(r)));
+        t.rec(
+            format!("alarm GET {what} with NOSPACE raised"),
+            res(&r, |r| names.alarms(r)),
+        );
     }
     let s = c.status().await.expect("status");
-    t.rec("status errors with NOSPACE raised", format!("{:?}", s.errors().iter().map(|e| names.text(e)).collect::<Vec<_>>()));
+    t.rec(
+        "status errors with NOSPACE raised",
+        format!(
+            "{:?}",
+            s.errors().iter().map(|e| names.text(e)).collect::<Vec<_>>()
+        ),
+    );
     let r = c.put("y", "1", None).await;
     t.rec("put with NOSPACE raised", outcome(&r));
-    let r = c.txn(Txn::new().and_then([TxnOp::put("y", "1", None)])).await;
+    let r = c
+        .txn(Txn::new().and_then([TxnOp::put("y", "1", None)]))
+        .await;
     t.rec("txn put with NOSPACE raised", outcome(&r));
     let r = c.txn(Txn::new().and_then([TxnOp::get("x", None)])).await;
-    t.rec("read-only txn with NOSPACE raised", res(&r, |r| format!("succeeded {}", r.succeeded())));
+    t.rec(
+        "read-only txn with NOSPACE raised",
+        res(&r, |r| format!("succeeded {}", r.succeeded())),
+    );
     let r = c.get("x", None).await;
-    t.rec("get with NOSPACE raised", res(&r, |r| format!("{:?}", r.kvs().iter().map(|kv| lossy(kv.value())).collect::<Vec<_>>())));
+    t.rec(
+        "get with NOSPACE raised",
+        res(&r, |r| {
+            format!(
+                "{:?}",
+                r.kvs()
+                    .iter()
+                    .map(|kv| lossy(kv.value()))
+                    .collect::<Vec<_>>()
+            )
+        }),
+    );
     let r = c.delete("x", None).await;
-    t.rec("delete with NOSPACE raised", res(&r, |r| format!("deleted {}", r.deleted())));
+    t.rec(
+        "delete with NOSPACE raised",
+        res(&r, |r| format!("deleted {}", r.deleted())),
+    );
     let r = alarm(AlarmAction::Deactivate, AlarmType::Nospace, Some(me)).await;
-    t.rec("alarm DEACTIVATE NOSPACE self", res(&r, |r| names.alarms(r)));
+    t.rec(
+        "alarm DEACTIVATE NOSPACE self",
+        res(&r, |r| names.alarms(r)),
+    );
     let r = alarm(AlarmAction::Get, AlarmType::None, None).await;
-    t.rec("alarm GET NONE after DEACTIVATE", res(&r, |r| names.alarms(r)));
+    t.rec(
+        "alarm GET NONE after DEACTIVATE",
+        res(&r, |r| names.alarms(r)),
+    );
     let r = c.put("y", "2", None).await;
     t.rec("put after DEACTIVATE", outcome(&r));
     let r = alarm(AlarmAction::Activate, AlarmType::None, Some(me)).await;
@@ -669,22 +1008,39 @@ async fn maintenance_script(server: (String, u16, u16)) -> Transcript {
 
     // Member id 0.
     let r = alarm(AlarmAction::Activate, AlarmType::Nospace, Some(0)).await;
-    t.rec("alarm ACTIVATE NOSPACE member 0", res(&r, |r| names.alarms(r)));
+    t.rec(
+        "alarm ACTIVATE NOSPACE member 0",
+        res(&r, |r| names.alarms(r)),
+    );
     let r = alarm(AlarmAction::Get, AlarmType::None, None).await;
-    t.rec("alarm GET NONE after ACTIVATE member 0", res(&r, |r| names.alarms(r)));
+    t.rec(
+        "alarm GET NONE after ACTIVATE member 0",
+        res(&r, |r| names.alarms(r)),
+    );
     let r = c.put("y", "3", None).await;
     t.rec("put with NOSPACE raised for member 0", outcome(&r));
     let r = alarm(AlarmAction::Deactivate, AlarmType::None, Some(0)).await;
-    t.rec("alarm DEACTIVATE NONE member 0", res(&r, |r| names.alarms(r)));
+    t.rec(
+        "alarm DEACTIVATE NONE member 0",
+        res(&r, |r| names.alarms(r)),
+    );
     let r = alarm(AlarmAction::Get, AlarmType::None, None).await;
-    t.rec("alarm GET NONE after DEACTIVATE NONE member 0", res(&r, |r| names.alarms(r)));
+    t.rec(
+        "alarm GET NONE after DEACTIVATE NONE member 0",
+        res(&r, |r| names.alarms(r)),
+    );
     let r = alarm(AlarmAction::Deactivate, AlarmType::Nospace, Some(0)).await;
-    t.rec("alarm DEACTIVATE NOSPACE member 0", res(&r, |r| names.alarms(r)));
+    t.rec(
+        "alarm DEACTIVATE NOSPACE member 0",
+        res(&r, |r| names.alarms(r)),
+    );
     let r = alarm(AlarmAction::Get, AlarmType::None, None).await;
     t.rec("alarm GET NONE at the end", res(&r, |r| names.alarms(r)));
     // Clean up whatever is still raised, the way etcdctl disarms: each
     // listed alarm by its own member id.
-    let left = alarm(AlarmAction::Get, AlarmType::None, None).await.expect("alarm get");
+    let left = alarm(AlarmAction::Get, AlarmType::None, None)
+        .await
+        .expect("alarm get");
     for a in left.alarms() {
         let _ = alarm(AlarmAction::Deactivate, a.alarm(), Some(a.member_id())).await;
     }
@@ -699,8 +1055,16 @@ fn maintenance_and_cluster_match_etcd() {
     let kvik = Server::start(Kind::Kvik);
     let etcd = Server::start(Kind::Etcd);
     let rt = runtime();
-    let k = rt.block_on(maintenance_script((kvik.endpoint(), kvik.client_port, kvik.peer_port)));
-    let e = rt.block_on(maintenance_script((etcd.endpoint(), etcd.client_port, etcd.peer_port)));
+    let k = rt.block_on(maintenance_script((
+        kvik.endpoint(),
+        kvik.client_port,
+        kvik.peer_port,
+    )));
+    let e = rt.block_on(maintenance_script((
+        etcd.endpoint(),
+        etcd.client_port,
+        etcd.peer_port,
+    )));
     assert_same("Maintenance and Cluster through etcd-client", &k, &e);
     eprintln!("took {:?}", started.elapsed());
 }
@@ -766,14 +1130,23 @@ struct FileLock(std::fs::File);
 impl FileLock {
     fn acquire(path: &Path, deadline: Duration) -> FileLock {
         use std::os::fd::AsRawFd;
-        let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).unwrap();
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .unwrap();
         let until = Instant::now() + deadline;
         loop {
             // SAFETY: flock on a descriptor we own.
             if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
                 return FileLock(f);
             }
-            assert!(Instant::now() < until, "another test held {} for {deadline:?}", path.display());
+            assert!(
+                Instant::now() < until,
+                "another test held {} for {deadline:?}",
+                path.display()
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -801,7 +1174,12 @@ impl Kvik2379 {
         if let Err(e) = std::net::TcpListener::bind("127.0.0.1:2379") {
             panic!("port 2379 is taken by another process ({e}); the etcd-client suite needs it: stop that process (an etcd?)");
         }
-        if std::net::TcpStream::connect_timeout(&"[::1]:2379".parse().unwrap(), Duration::from_millis(500)).is_ok() {
+        if std::net::TcpStream::connect_timeout(
+            &"[::1]:2379".parse().unwrap(),
+            Duration::from_millis(500),
+        )
+        .is_ok()
+        {
             panic!("something listens on [::1]:2379; the etcd-client suite connects to localhost:2379 and could reach it instead of kvik");
         }
         let dir = common::temp_dir("etcd-client-suite");
@@ -811,8 +1189,18 @@ impl Kvik2379 {
             .args(["--name", "n1", "--data-dir"])
             .arg(dir.join("data"))
             .args(["--listen-client-urls", URL, "--advertise-client-urls", URL])
-            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
-            .args(["--initial-cluster", &format!("n1={peer}"), "--initial-cluster-state", "new"])
+            .args([
+                "--listen-peer-urls",
+                &peer,
+                "--initial-advertise-peer-urls",
+                &peer,
+            ])
+            .args([
+                "--initial-cluster",
+                &format!("n1={peer}"),
+                "--initial-cluster-state",
+                "new",
+            ])
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -834,7 +1222,11 @@ impl Kvik2379 {
             if ok {
                 return k;
             }
-            assert!(Instant::now() < deadline, "kvik did not start on 2379:\n{}", k.log());
+            assert!(
+                Instant::now() < deadline,
+                "kvik did not start on 2379:\n{}",
+                k.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -865,7 +1257,11 @@ fn locate_package() -> (PathBuf, PathBuf) {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("run cargo metadata");
-    assert!(out.status.success(), "cargo metadata failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "cargo metadata failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("cargo metadata JSON");
     let pkg = meta["packages"]
         .as_array()
@@ -900,11 +1296,17 @@ fn sync_copy(src: &Path, dst: &Path) {
 
 #[test]
 fn etcd_client_crate_suite() {
-    if Command::new("protoc").arg("--version").output().map(|o| !o.status.success()).unwrap_or(true) {
+    if Command::new("protoc")
+        .arg("--version")
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap_or(true)
+    {
         panic!("protoc is missing; the etcd-client crate's build needs it: install it with `apt-get install protobuf-compiler` (or run ./tools/test.sh)");
     }
     let (pkg, target) = locate_package();
-    let suite_src = std::fs::read_to_string(pkg.join("tests").join("client.rs")).expect("the package ships tests/client.rs");
+    let suite_src = std::fs::read_to_string(pkg.join("tests").join("client.rs"))
+        .expect("the package ships tests/client.rs");
 
     // Every test of the suite is either run or excluded with a reason, so a
     // new upstream test is noticed.
@@ -922,10 +1324,16 @@ fn etcd_client_crate_suite() {
         .map(str::to_string)
         .collect();
     for n in &upstream {
-        assert!(listed.contains(&n.as_str()), "etcd-client test {n} is neither run nor excluded with a reason");
+        assert!(
+            listed.contains(&n.as_str()),
+            "etcd-client test {n} is neither run nor excluded with a reason"
+        );
     }
     for n in &listed {
-        assert!(upstream.iter().any(|u| u == n), "etcd-client has no test {n}");
+        assert!(
+            upstream.iter().any(|u| u == n),
+            "etcd-client has no test {n}"
+        );
     }
 
     // The package is copied to the temp dir, so the registry copy stays
@@ -934,11 +1342,17 @@ fn etcd_client_crate_suite() {
     // keep their timestamps, so repeated runs reuse the build.
     let scratch = target.join("etcd-client-suite");
     let copy = std::env::temp_dir().join("kvik-test-etcd-client-0.21.1");
-    let names: Vec<&str> = SUITE_RUN.iter().flat_map(|(_, n)| n.iter().copied()).collect();
+    let names: Vec<&str> = SUITE_RUN
+        .iter()
+        .flat_map(|(_, n)| n.iter().copied())
+        .collect();
 
     let _guard = PORT_2379.lock().unwrap_or_else(|e| e.into_inner());
     std::fs::create_dir_all(&scratch).unwrap();
-    let _lock = FileLock::acquire(&std::env::temp_dir().join("kvik-test-port-2379.lock"), Duration::from_secs(600));
+    let _lock = FileLock::acquire(
+        &std::env::temp_dir().join("kvik-test-port-2379.lock"),
+        Duration::from_secs(600),
+    );
     sync_copy(&pkg, &copy);
 
     // Build first (minutes on a cold cache), then start kvik and run.
@@ -968,11 +1382,21 @@ fn etcd_client_crate_suite() {
         .env("CARGO_TARGET_DIR", &scratch)
         .env("RUST_BACKTRACE", "0");
     let out = run.output().expect("run cargo test");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let passed: usize = text
         .lines()
         .filter_map(|l| l.strip_prefix("test result: "))
-        .filter_map(|l| l.split("; ").find_map(|p| p.trim_start_matches("ok. ").trim_start_matches("FAILED. ").strip_suffix(" passed")))
+        .filter_map(|l| {
+            l.split("; ").find_map(|p| {
+                p.trim_start_matches("ok. ")
+                    .trim_start_matches("FAILED. ")
+                    .strip_suffix(" passed")
+            })
+        })
         .filter_map(|n| n.parse::<usize>().ok())
         .sum();
     let results: Vec<&str> = text.lines().filter(|l| l.starts_with("test ")).collect();
@@ -983,5 +1407,9 @@ fn etcd_client_crate_suite() {
         results.join("\n"),
         kvik.log()
     );
-    eprintln!("etcd-client suite: {passed} tests passed against kvik in {:?}:\n{}", started.elapsed(), results.join("\n"));
+    eprintln!(
+        "etcd-client suite: {passed} tests passed against kvik in {:?}:\n{}",
+        started.elapsed(),
+        results.join("\n")
+    );
 }

@@ -67,10 +67,16 @@ const JSON_RULES: &[(&[&str], Action)] = &[
     // the member itself) and raft positions, the term as in headers.
     (&["*", "Status", "version"], Action::Any("<server-version>")),
     (&["*", "Status", "dbSize"], Action::Any("<db-size>")),
-    (&["*", "Status", "dbSizeInUse"], Action::Any("<db-size-in-use>")),
+    (
+        &["*", "Status", "dbSizeInUse"],
+        Action::Any("<db-size-in-use>"),
+    ),
     (&["*", "Status", "leader"], Action::SelfMember),
     (&["*", "Status", "raftIndex"], Action::Any("<raft-index>")),
-    (&["*", "Status", "raftAppliedIndex"], Action::Any("<raft-applied-index>")),
+    (
+        &["*", "Status", "raftAppliedIndex"],
+        Action::Any("<raft-applied-index>"),
+    ),
     (&["*", "Status", "raftTerm"], Action::Any("<raft-term>")),
     // member list: the member's ID.
     (&["members", "*", "ID"], Action::SelfMember),
@@ -166,9 +172,12 @@ fn normalise_text(s: &str, ctx: &Ctx) -> String {
 }
 
 fn pattern_matches(pattern: &[&str], path: &[String]) -> bool {
-    let segments_match = |p: &[&str], s: &[String]| p.iter().zip(s).all(|(p, s)| *p == "*" || *p == s);
+    let segments_match =
+        |p: &[&str], s: &[String]| p.iter().zip(s).all(|(p, s)| *p == "*" || *p == s);
     match pattern.split_first() {
-        Some((&"**", rest)) => path.len() >= rest.len() && segments_match(rest, &path[path.len() - rest.len()..]),
+        Some((&"**", rest)) => {
+            path.len() >= rest.len() && segments_match(rest, &path[path.len() - rest.len()..])
+        }
         _ => pattern.len() == path.len() && segments_match(pattern, path),
     }
 }
@@ -260,7 +269,9 @@ fn parse_json_line(line: &[u8]) -> Option<Value> {
     if !matches!(line.first(), Some(b'{' | b'[')) {
         return None;
     }
-    serde_json::from_slice::<Value>(line).ok().filter(|v| v.is_object() || v.is_array())
+    serde_json::from_slice::<Value>(line)
+        .ok()
+        .filter(|v| v.is_object() || v.is_array())
 }
 
 fn normalise_stream(bytes: &[u8], ctx: &Ctx) -> Vec<Line> {
@@ -296,18 +307,26 @@ fn diff_json(path: &str, etcd: &Value, kvik: &Value, diffs: &mut Vec<String>) {
             for (name, ev) in e {
                 match k.get(name) {
                     Some(kv) => diff_json(&format!("{path}.{name}"), ev, kv, diffs),
-                    None => diffs.push(format!("{path}.{name}: present in etcd ({ev}), missing in kvik")),
+                    None => diffs.push(format!(
+                        "{path}.{name}: present in etcd ({ev}), missing in kvik"
+                    )),
                 }
             }
             for (name, kv) in k {
                 if !e.contains_key(name) {
-                    diffs.push(format!("{path}.{name}: missing in etcd, present in kvik ({kv})"));
+                    diffs.push(format!(
+                        "{path}.{name}: missing in etcd, present in kvik ({kv})"
+                    ));
                 }
             }
         }
         (Value::Array(e), Value::Array(k)) => {
             if e.len() != k.len() {
-                diffs.push(format!("{path}: etcd has {} elements, kvik {}", e.len(), k.len()));
+                diffs.push(format!(
+                    "{path}: etcd has {} elements, kvik {}",
+                    e.len(),
+                    k.len()
+                ));
             }
             for (i, (ev, kv)) in e.iter().zip(k).enumerate() {
                 diff_json(&format!("{path}[{i}]"), ev, kv, diffs);
@@ -327,13 +346,21 @@ fn show_line(l: &Line) -> String {
 
 fn compare_lines(stream: &str, etcd: &[Line], kvik: &[Line], diffs: &mut Vec<String>) {
     if etcd.len() != kvik.len() {
-        diffs.push(format!("{stream}: etcd has {} lines, kvik {}", etcd.len(), kvik.len()));
+        diffs.push(format!(
+            "{stream}: etcd has {} lines, kvik {}",
+            etcd.len(),
+            kvik.len()
+        ));
     }
     for (i, (e, k)) in etcd.iter().zip(kvik).enumerate() {
         let at = format!("{stream} line {}", i + 1);
         match (e, k) {
             (Line::Json(e), Line::Json(k)) => diff_json(&format!("{at}: $"), e, k, diffs),
-            _ if e != k => diffs.push(format!("{at}: etcd {}, kvik {}", show_line(e), show_line(k))),
+            _ if e != k => diffs.push(format!(
+                "{at}: etcd {}, kvik {}",
+                show_line(e),
+                show_line(k)
+            )),
             _ => {}
         }
     }
@@ -358,7 +385,11 @@ enum Cmd {
     /// `etcdctl --endpoints <server> ARGS`, with this stdin (none: /dev/null);
     /// the endpoint as `127.0.0.1:PORT`, or as `http://127.0.0.1:PORT` when
     /// `url` is set.
-    Ctl { args: Vec<OsString>, stdin: Option<Vec<u8>>, url: bool },
+    Ctl {
+        args: Vec<OsString>,
+        stdin: Option<Vec<u8>>,
+        url: bool,
+    },
     /// A raw `KV.Range` call, for request fields etcdctl 3.4 has no flag for.
     Range(pb::RangeRequest),
 }
@@ -376,7 +407,10 @@ enum Expect {
 
 fn quote(arg: &[u8]) -> String {
     let s = show_bytes(arg);
-    if s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control() || "\"'\\$`".contains(c)) {
+    if s.is_empty()
+        || s.chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "\"'\\$`".contains(c))
+    {
         format!("{s:?}")
     } else {
         s
@@ -412,7 +446,11 @@ fn run_etcdctl(etcdctl: &Path, endpoint: &str, args: &[OsString], stdin: Option<
         .arg("--endpoints")
         .arg(endpoint)
         .args(args)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("start etcdctl");
@@ -422,7 +460,11 @@ fn run_etcdctl(etcdctl: &Path, endpoint: &str, args: &[OsString], stdin: Option<
         let _ = pipe.write_all(input);
     }
     let out = child.wait_with_output().expect("wait for etcdctl");
-    Output { code: out.status.code().unwrap_or(-1), stdout: out.stdout, stderr: out.stderr }
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: out.stdout,
+        stderr: out.stderr,
+    }
 }
 
 fn bytes_json(b: &[u8]) -> Value {
@@ -434,7 +476,11 @@ fn range_json(r: &pb::RangeResponse) -> Value {
     let mut m = Map::new();
     if let Some(h) = &r.header {
         let mut hm = Map::new();
-        for (name, v) in [("cluster_id", h.cluster_id), ("member_id", h.member_id), ("raft_term", h.raft_term)] {
+        for (name, v) in [
+            ("cluster_id", h.cluster_id),
+            ("member_id", h.member_id),
+            ("raft_term", h.raft_term),
+        ] {
             if v != 0 {
                 hm.insert(name.into(), v.into());
             }
@@ -491,22 +537,33 @@ struct Side {
 fn exec(side: &mut Side, rt: &tokio::runtime::Runtime, etcdctl: &Path, cmd: &Cmd) -> Output {
     match cmd {
         Cmd::Ctl { args, stdin, url } => {
-            let endpoint = if *url { side.server.endpoint() } else { side.server.endpoint_host() };
+            let endpoint = if *url {
+                side.server.endpoint()
+            } else {
+                side.server.endpoint_host()
+            };
             run_etcdctl(etcdctl, &endpoint, args, stdin.as_deref())
         }
         Cmd::Range(req) => match rt
-            .block_on(async { tokio::time::timeout(rpc_deadline, side.raw.kv.range(req.clone())).await })
+            .block_on(async {
+                tokio::time::timeout(rpc_deadline, side.raw.kv.range(req.clone())).await
+            })
             .unwrap_or_else(|_| panic!("KV.Range got no answer within {rpc_deadline:?}"))
         {
             Ok(resp) => {
                 let mut stdout = serde_json::to_vec(&range_json(&resp.into_inner())).unwrap();
                 stdout.push(b'\n');
-                Output { code: 0, stdout, stderr: Vec::new() }
+                Output {
+                    code: 0,
+                    stdout,
+                    stderr: Vec::new(),
+                }
             }
             Err(status) => Output {
                 code: 1,
                 stdout: Vec::new(),
-                stderr: format!("gRPC status {:?}: {}\n", status.code(), status.message()).into_bytes(),
+                stderr: format!("gRPC status {:?}: {}\n", status.code(), status.message())
+                    .into_bytes(),
             },
         },
     }
@@ -519,21 +576,25 @@ fn indent_output(out: &Output) -> String {
         if b.is_empty() {
             return "(empty)".to_string();
         }
-        let shown: String =
-            show_bytes(b)
-                .trim_end_matches('\n')
-                .chars()
-                .map(|c| {
-                    if c.is_control() && c != '\n' && c != '\t' {
-                        c.escape_default().to_string()
-                    } else {
-                        c.to_string()
-                    }
-                })
-                .collect();
+        let shown: String = show_bytes(b)
+            .trim_end_matches('\n')
+            .chars()
+            .map(|c| {
+                if c.is_control() && c != '\n' && c != '\t' {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect();
         shown.replace('\n', "\n        ")
     };
-    format!("exit {}\n      stdout: {}\n      stderr: {}", out.code, block(&out.stdout), block(&out.stderr))
+    format!(
+        "exit {}\n      stdout: {}\n      stderr: {}",
+        out.code,
+        block(&out.stdout),
+        block(&out.stderr)
+    )
 }
 
 /// The scripted session: both servers, and what diverged so far.
@@ -555,14 +616,25 @@ impl Session {
             let kvik = Server::start(Kind::Kvik);
             (etcd.join().expect("etcd start-up"), kvik)
         });
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         let side = |server: Server| {
             let raw = rt.block_on(Raw::connect(server.endpoint()));
             let ctx = Ctx::of(&server);
             Side { server, raw, ctx }
         };
         let (etcd, kvik) = (side(etcd), side(kvik));
-        Session { rt, etcdctl, etcd, kvik, step: 0, last_etcd: Output::default(), failures: Vec::new() }
+        Session {
+            rt,
+            etcdctl,
+            etcd,
+            kvik,
+            step: 0,
+            last_etcd: Output::default(),
+            failures: Vec::new(),
+        }
     }
 
     /// Runs one step against both servers and records any divergence;
@@ -575,10 +647,12 @@ impl Session {
         let etcd_stdout = String::from_utf8_lossy(&etcd_out.stdout);
         let etcd_stderr = String::from_utf8_lossy(&etcd_out.stderr);
         match expect {
-            Expect::Ok if etcd_out.code != 0 => problems.push("script: etcd was expected to succeed".to_string()),
-            Expect::OkWith(t) if etcd_out.code != 0 || !etcd_stdout.contains(t) => {
-                problems.push(format!("script: etcd was expected to succeed printing {t:?}"))
+            Expect::Ok if etcd_out.code != 0 => {
+                problems.push("script: etcd was expected to succeed".to_string())
             }
+            Expect::OkWith(t) if etcd_out.code != 0 || !etcd_stdout.contains(t) => problems.push(
+                format!("script: etcd was expected to succeed printing {t:?}"),
+            ),
             Expect::Fails(t) if etcd_out.code == 0 || !etcd_stderr.contains(t) => {
                 problems.push(format!("script: etcd was expected to fail with {t:?}"))
             }
@@ -604,7 +678,11 @@ impl Session {
                 "step {} — {title}\n  $ {}\n  differences:\n{}\n  etcd: {}\n  kvik: {}",
                 self.step,
                 describe(&cmd),
-                problems.iter().map(|p| format!("    - {p}")).collect::<Vec<_>>().join("\n"),
+                problems
+                    .iter()
+                    .map(|p| format!("    - {p}"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
                 indent_output(&etcd_out),
                 indent_output(&kvik_out),
             ));
@@ -625,9 +703,23 @@ impl Session {
         etcd_out
     }
 
-    fn ctl_full(&mut self, title: &str, args: Vec<OsString>, stdin: Option<&str>, expect: Expect) -> Output {
+    fn ctl_full(
+        &mut self,
+        title: &str,
+        args: Vec<OsString>,
+        stdin: Option<&str>,
+        expect: Expect,
+    ) -> Output {
         let stdin = stdin.map(|s| s.as_bytes().to_vec());
-        self.run(title, Cmd::Ctl { args, stdin, url: false }, expect)
+        self.run(
+            title,
+            Cmd::Ctl {
+                args,
+                stdin,
+                url: false,
+            },
+            expect,
+        )
     }
 
     fn ctl(&mut self, title: &str, args: &[&str]) -> Output {
@@ -636,7 +728,15 @@ impl Session {
 
     /// Like [`Session::ctl`], with the endpoint given as a URL.
     fn ctl_url(&mut self, title: &str, args: &[&str]) -> Output {
-        self.run(title, Cmd::Ctl { args: os_args(args), stdin: None, url: true }, Expect::Ok)
+        self.run(
+            title,
+            Cmd::Ctl {
+                args: os_args(args),
+                stdin: None,
+                url: true,
+            },
+            Expect::Ok,
+        )
     }
 
     fn ctl_expect(&mut self, title: &str, args: &[&str], expect: Expect) -> Output {
@@ -662,7 +762,12 @@ impl Session {
             .split(|&b| b == b'\n')
             .filter_map(parse_json_line)
             .find_map(|v| find_header_field(&v, "revision").and_then(Value::as_i64))
-            .unwrap_or_else(|| panic!("no header revision in etcd's last output {:?}", self.last_etcd))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no header revision in etcd's last output {:?}",
+                    self.last_etcd
+                )
+            })
     }
 
     fn finish(self) {
@@ -681,7 +786,11 @@ fn os_args(args: &[&str]) -> Vec<OsString> {
 }
 
 fn range_req(key: &str, range_end: &str) -> pb::RangeRequest {
-    pb::RangeRequest { key: key.into(), range_end: range_end.into(), ..Default::default() }
+    pb::RangeRequest {
+        key: key.into(),
+        range_end: range_end.into(),
+        ..Default::default()
+    }
 }
 
 // ---------------------------------------------------------------- the session
@@ -695,64 +804,171 @@ fn etcdctl_session_matches_etcd() {
     // bootstrap entries); the fields must be present on kvik as well.
     // Known kvik divergence: a fresh kvik reports both as 0, so the JSON
     // leaves them out. This step fails until kvik reports them.
-    s.ctl("endpoint status of a fresh server", &["endpoint", "status", "-w", "json"]);
-    s.ctl("endpoint hashkv of an empty store", &["endpoint", "hashkv", "-w", "json"]);
-    s.ctl("get everything from an empty store", &["get", "", "--prefix", "-w", "json"]);
+    s.ctl(
+        "endpoint status of a fresh server",
+        &["endpoint", "status", "-w", "json"],
+    );
+    s.ctl(
+        "endpoint hashkv of an empty store",
+        &["endpoint", "hashkv", "-w", "json"],
+    );
+    s.ctl(
+        "get everything from an empty store",
+        &["get", "", "--prefix", "-w", "json"],
+    );
 
     // ---- put, every etcdctl 3.4 option
     s.ctl("put", &["put", "foo", "bar", "-w", "json"]);
-    s.ctl_expect("put --prev-kv", &["put", "foo", "baz", "--prev-kv", "-w", "json"], Expect::OkWith("prev_kv"));
-    s.ctl("put --ignore-value --prev-kv keeps the value", &["put", "foo", "--ignore-value", "--prev-kv", "-w", "json"]);
-    s.ctl("put --ignore-lease --prev-kv", &["put", "foo", "qux", "--ignore-lease", "--prev-kv", "-w", "json"]);
-    s.ctl("put --ignore-value --ignore-lease", &["put", "foo", "--ignore-value", "--ignore-lease", "-w", "json"]);
-    s.ctl_expect("put (simple output)", &["put", "foo", "quux"], Expect::OkWith("OK"));
-    s.ctl("put --prev-kv on a new key (no prev_kv)", &["put", "new", "v", "--prev-kv", "-w", "json"]);
-    s.ctl("put --prev-kv (simple output)", &["put", "new", "v2", "--prev-kv"]);
+    s.ctl_expect(
+        "put --prev-kv",
+        &["put", "foo", "baz", "--prev-kv", "-w", "json"],
+        Expect::OkWith("prev_kv"),
+    );
+    s.ctl(
+        "put --ignore-value --prev-kv keeps the value",
+        &["put", "foo", "--ignore-value", "--prev-kv", "-w", "json"],
+    );
+    s.ctl(
+        "put --ignore-lease --prev-kv",
+        &[
+            "put",
+            "foo",
+            "qux",
+            "--ignore-lease",
+            "--prev-kv",
+            "-w",
+            "json",
+        ],
+    );
+    s.ctl(
+        "put --ignore-value --ignore-lease",
+        &[
+            "put",
+            "foo",
+            "--ignore-value",
+            "--ignore-lease",
+            "-w",
+            "json",
+        ],
+    );
+    s.ctl_expect(
+        "put (simple output)",
+        &["put", "foo", "quux"],
+        Expect::OkWith("OK"),
+    );
+    s.ctl(
+        "put --prev-kv on a new key (no prev_kv)",
+        &["put", "new", "v", "--prev-kv", "-w", "json"],
+    );
+    s.ctl(
+        "put --prev-kv (simple output)",
+        &["put", "new", "v2", "--prev-kv"],
+    );
     s.ctl_fails(
         "put --ignore-value on a missing key",
         &["put", "missing", "--ignore-value", "-w", "json"],
         "key not found",
     );
-    s.ctl_fails("put --ignore-lease on a missing key", &["put", "missing", "v", "--ignore-lease"], "key not found");
+    s.ctl_fails(
+        "put --ignore-lease on a missing key",
+        &["put", "missing", "v", "--ignore-lease"],
+        "key not found",
+    );
     s.ctl_fails(
         "put --lease with a lease that does not exist",
         &["put", "foo", "v", "--lease", "1234abcd"],
         "requested lease not found",
     );
-    s.ctl_fails("put with an empty key", &["put", "", "v"], "key is not provided");
-    s.ctl("put a key and value with spaces", &["put", "sp key", "  hello   world  ", "-w", "json"]);
+    s.ctl_fails(
+        "put with an empty key",
+        &["put", "", "v"],
+        "key is not provided",
+    );
+    s.ctl(
+        "put a key and value with spaces",
+        &["put", "sp key", "  hello   world  ", "-w", "json"],
+    );
     let binary = OsString::from_vec(b"v\x01\x02\x7f\xfe\xff\ttab\x1b[0m".to_vec());
     s.ctl_full(
         "put a binary-ish value",
-        vec!["put".into(), "bin".into(), binary, "-w".into(), "json".into()],
+        vec![
+            "put".into(),
+            "bin".into(),
+            binary,
+            "-w".into(),
+            "json".into(),
+        ],
         None,
         Expect::Ok,
     );
     s.ctl("put an empty value", &["put", "empty", "", "-w", "json"]);
-    s.ctl("put a multi-line value", &["put", "ml", "line one\nline two\n", "-w", "json"]);
-    s.ctl("put a UTF-8 key and value", &["put", "ключ", "значение ✓", "-w", "json"]);
-    s.ctl("put a value starting with a dash", &["put", "-w", "json", "--", "dash", "-dash-value"]);
+    s.ctl(
+        "put a multi-line value",
+        &["put", "ml", "line one\nline two\n", "-w", "json"],
+    );
+    s.ctl(
+        "put a UTF-8 key and value",
+        &["put", "ключ", "значение ✓", "-w", "json"],
+    );
+    s.ctl(
+        "put a value starting with a dash",
+        &["put", "-w", "json", "--", "dash", "-dash-value"],
+    );
 
     // ---- get: single keys, output formats
-    s.ctl_expect("get one key", &["get", "foo", "-w", "json"], Expect::OkWith("\"count\":1"));
+    s.ctl_expect(
+        "get one key",
+        &["get", "foo", "-w", "json"],
+        Expect::OkWith("\"count\":1"),
+    );
     s.ctl("get a missing key", &["get", "nope", "-w", "json"]);
     s.ctl("get one key (simple output)", &["get", "foo"]);
-    s.ctl("get --print-value-only: spaces", &["get", "sp key", "--print-value-only"]);
-    s.ctl("get --print-value-only: binary-ish", &["get", "bin", "--print-value-only"]);
-    s.ctl("get --print-value-only: empty value", &["get", "empty", "--print-value-only"]);
-    s.ctl("get --print-value-only: multi-line value", &["get", "ml", "--print-value-only"]);
-    s.ctl("get --print-value-only: UTF-8", &["get", "ключ", "--print-value-only"]);
+    s.ctl(
+        "get --print-value-only: spaces",
+        &["get", "sp key", "--print-value-only"],
+    );
+    s.ctl(
+        "get --print-value-only: binary-ish",
+        &["get", "bin", "--print-value-only"],
+    );
+    s.ctl(
+        "get --print-value-only: empty value",
+        &["get", "empty", "--print-value-only"],
+    );
+    s.ctl(
+        "get --print-value-only: multi-line value",
+        &["get", "ml", "--print-value-only"],
+    );
+    s.ctl(
+        "get --print-value-only: UTF-8",
+        &["get", "ключ", "--print-value-only"],
+    );
     s.ctl("get --hex", &["get", "bin", "--hex"]);
     s.ctl("get --hex -w json", &["get", "bin", "--hex", "-w", "json"]);
-    s.ctl("get a key with an empty value", &["get", "empty", "-w", "json"]);
-    s.ctl("get every key (--prefix \"\")", &["get", "", "--prefix", "-w", "json"]);
-    s.ctl("get every key (--from-key \"\") --keys-only", &["get", "", "--from-key", "--keys-only", "-w", "json"]);
+    s.ctl(
+        "get a key with an empty value",
+        &["get", "empty", "-w", "json"],
+    );
+    s.ctl(
+        "get every key (--prefix \"\")",
+        &["get", "", "--prefix", "-w", "json"],
+    );
+    s.ctl(
+        "get every key (--from-key \"\") --keys-only",
+        &["get", "", "--from-key", "--keys-only", "-w", "json"],
+    );
 
     // ---- sort data under s/: ties in VALUE (s/b, s/d) and VERSION.
     let mut rev_first_sa = 0;
-    for (k, v) in
-        [("s/c", "v2"), ("s/a", "v3"), ("s/d", "v1"), ("s/b", "v1"), ("s/e", "v0"), ("s/a", "v3"), ("s/e", "v5")]
-    {
+    for (k, v) in [
+        ("s/c", "v2"),
+        ("s/a", "v3"),
+        ("s/d", "v1"),
+        ("s/b", "v1"),
+        ("s/e", "v0"),
+        ("s/a", "v3"),
+        ("s/e", "v5"),
+    ] {
         s.ctl(&format!("put {k} {v}"), &["put", k, v, "-w", "json"]);
         if k == "s/a" && rev_first_sa == 0 {
             rev_first_sa = s.rev();
@@ -765,40 +981,103 @@ fn etcdctl_session_matches_etcd() {
     for target in ["CREATE", "KEY", "MODIFY", "VALUE", "VERSION"] {
         for order in ["ASCEND", "DESCEND"] {
             let (sort, ord) = (format!("--sort-by={target}"), format!("--order={order}"));
-            s.ctl(&format!("get --prefix {sort} {ord}"), &["get", "s/", "--prefix", &sort, &ord, "-w", "json"]);
+            s.ctl(
+                &format!("get --prefix {sort} {ord}"),
+                &["get", "s/", "--prefix", &sort, &ord, "-w", "json"],
+            );
         }
     }
-    s.ctl("get --sort-by=VALUE (default order)", &["get", "s/", "--prefix", "--sort-by=VALUE", "-w", "json"]);
-    s.ctl("get --order=DESCEND (default target)", &["get", "s/", "--prefix", "--order=DESCEND", "-w", "json"]);
+    s.ctl(
+        "get --sort-by=VALUE (default order)",
+        &["get", "s/", "--prefix", "--sort-by=VALUE", "-w", "json"],
+    );
+    s.ctl(
+        "get --order=DESCEND (default target)",
+        &["get", "s/", "--prefix", "--order=DESCEND", "-w", "json"],
+    );
     s.ctl(
         "get --sort-by=VALUE --order=DESCEND --limit 2",
-        &["get", "s/", "--prefix", "--sort-by=VALUE", "--order=DESCEND", "--limit", "2", "-w", "json"],
+        &[
+            "get",
+            "s/",
+            "--prefix",
+            "--sort-by=VALUE",
+            "--order=DESCEND",
+            "--limit",
+            "2",
+            "-w",
+            "json",
+        ],
     );
     s.ctl(
         "get --sort-by=KEY --order=DESCEND --limit 2",
-        &["get", "s/", "--prefix", "--sort-by=KEY", "--order=DESCEND", "--limit", "2", "-w", "json"],
+        &[
+            "get",
+            "s/",
+            "--prefix",
+            "--sort-by=KEY",
+            "--order=DESCEND",
+            "--limit",
+            "2",
+            "-w",
+            "json",
+        ],
     );
     s.ctl(
         "get --sort-by=VERSION --order=DESCEND --keys-only (simple)",
-        &["get", "s/", "--prefix", "--sort-by=VERSION", "--order=DESCEND", "--keys-only"],
+        &[
+            "get",
+            "s/",
+            "--prefix",
+            "--sort-by=VERSION",
+            "--order=DESCEND",
+            "--keys-only",
+        ],
     );
 
     // ---- get: ranges, limits, formats, consistency
-    s.ctl("get a range [s/b, s/d)", &["get", "s/b", "s/d", "-w", "json"]);
-    s.ctl("get --from-key s/c --keys-only", &["get", "s/c", "--from-key", "--keys-only", "-w", "json"]);
+    s.ctl(
+        "get a range [s/b, s/d)",
+        &["get", "s/b", "s/d", "-w", "json"],
+    );
+    s.ctl(
+        "get --from-key s/c --keys-only",
+        &["get", "s/c", "--from-key", "--keys-only", "-w", "json"],
+    );
     s.ctl_expect(
         "get --prefix --limit 2",
         &["get", "s/", "--prefix", "--limit", "2", "-w", "json"],
         Expect::OkWith("\"more\":true"),
     );
-    s.ctl("get --prefix --limit 10 (more than there are)", &["get", "s/", "--prefix", "--limit", "10", "-w", "json"]);
-    s.ctl("get --from-key --limit 3", &["get", "s/b", "--from-key", "--limit", "3", "-w", "json"]);
-    s.ctl("get --prefix --keys-only", &["get", "s/", "--prefix", "--keys-only", "-w", "json"]);
-    s.ctl("get --prefix --keys-only (simple)", &["get", "s/", "--prefix", "--keys-only"]);
-    s.ctl("get --prefix --print-value-only", &["get", "s/", "--prefix", "--print-value-only"]);
+    s.ctl(
+        "get --prefix --limit 10 (more than there are)",
+        &["get", "s/", "--prefix", "--limit", "10", "-w", "json"],
+    );
+    s.ctl(
+        "get --from-key --limit 3",
+        &["get", "s/b", "--from-key", "--limit", "3", "-w", "json"],
+    );
+    s.ctl(
+        "get --prefix --keys-only",
+        &["get", "s/", "--prefix", "--keys-only", "-w", "json"],
+    );
+    s.ctl(
+        "get --prefix --keys-only (simple)",
+        &["get", "s/", "--prefix", "--keys-only"],
+    );
+    s.ctl(
+        "get --prefix --print-value-only",
+        &["get", "s/", "--prefix", "--print-value-only"],
+    );
     s.ctl("get --prefix (simple)", &["get", "s/", "--prefix"]);
-    s.ctl("get --consistency=s", &["get", "s/", "--prefix", "--consistency=s", "-w", "json"]);
-    s.ctl("get --consistency=l", &["get", "s/", "--prefix", "--consistency=l", "-w", "json"]);
+    s.ctl(
+        "get --consistency=s",
+        &["get", "s/", "--prefix", "--consistency=s", "-w", "json"],
+    );
+    s.ctl(
+        "get --consistency=l",
+        &["get", "s/", "--prefix", "--consistency=l", "-w", "json"],
+    );
 
     // ---- get: revisions
     let (first, head) = (rev_first_sa.to_string(), rev_sorted.to_string());
@@ -808,10 +1087,22 @@ fn etcdctl_session_matches_etcd() {
         &["get", "s/a", "--rev", &first, "-w", "json"],
         Expect::OkWith("\"version\":1"),
     );
-    s.ctl("get --rev (before the key existed)", &["get", "s/a", "--rev", &prev, "-w", "json"]);
-    s.ctl("get --prefix --rev (historical range)", &["get", "s/", "--prefix", "--rev", &first, "-w", "json"]);
-    s.ctl("get --rev (current)", &["get", "s/a", "--rev", &head, "-w", "json"]);
-    s.ctl("get --rev 0 (latest)", &["get", "s/a", "--rev", "0", "-w", "json"]);
+    s.ctl(
+        "get --rev (before the key existed)",
+        &["get", "s/a", "--rev", &prev, "-w", "json"],
+    );
+    s.ctl(
+        "get --prefix --rev (historical range)",
+        &["get", "s/", "--prefix", "--rev", &first, "-w", "json"],
+    );
+    s.ctl(
+        "get --rev (current)",
+        &["get", "s/a", "--rev", &head, "-w", "json"],
+    );
+    s.ctl(
+        "get --rev 0 (latest)",
+        &["get", "s/a", "--rev", "0", "-w", "json"],
+    );
     s.ctl_fails(
         "get --rev (future)",
         &["get", "s/a", "--rev", &future, "-w", "json"],
@@ -827,40 +1118,80 @@ fn etcdctl_session_matches_etcd() {
     // --min/max-mod-rev, --min/max-create-rev in later etcdctl)
     s.range(
         "Range count_only",
-        pb::RangeRequest { count_only: true, ..range_req("s/", "s0") },
+        pb::RangeRequest {
+            count_only: true,
+            ..range_req("s/", "s0")
+        },
         Expect::OkWith("\"count\":5"),
     );
     s.range(
         "Range count_only with limit",
-        pb::RangeRequest { count_only: true, limit: 1, ..range_req("s/", "s0") },
+        pb::RangeRequest {
+            count_only: true,
+            limit: 1,
+            ..range_req("s/", "s0")
+        },
         Expect::Ok,
     );
     s.range(
         "Range count_only keys_only at a historical revision",
-        pb::RangeRequest { count_only: true, keys_only: true, revision: rev_first_sa, ..range_req("s/", "s0") },
+        pb::RangeRequest {
+            count_only: true,
+            keys_only: true,
+            revision: rev_first_sa,
+            ..range_req("s/", "s0")
+        },
         Expect::Ok,
     );
     let mid = rev_first_sa + 2;
-    s.range("Range min_mod_revision", pb::RangeRequest { min_mod_revision: mid, ..range_req("s/", "s0") }, Expect::Ok);
-    s.range("Range max_mod_revision", pb::RangeRequest { max_mod_revision: mid, ..range_req("s/", "s0") }, Expect::Ok);
+    s.range(
+        "Range min_mod_revision",
+        pb::RangeRequest {
+            min_mod_revision: mid,
+            ..range_req("s/", "s0")
+        },
+        Expect::Ok,
+    );
+    s.range(
+        "Range max_mod_revision",
+        pb::RangeRequest {
+            max_mod_revision: mid,
+            ..range_req("s/", "s0")
+        },
+        Expect::Ok,
+    );
     s.range(
         "Range min_create_revision",
-        pb::RangeRequest { min_create_revision: mid, ..range_req("s/", "s0") },
+        pb::RangeRequest {
+            min_create_revision: mid,
+            ..range_req("s/", "s0")
+        },
         Expect::Ok,
     );
     s.range(
         "Range max_create_revision",
-        pb::RangeRequest { max_create_revision: mid, ..range_req("s/", "s0") },
+        pb::RangeRequest {
+            max_create_revision: mid,
+            ..range_req("s/", "s0")
+        },
         Expect::Ok,
     );
     s.range(
         "Range min_mod_revision with limit 1",
-        pb::RangeRequest { min_mod_revision: mid, limit: 1, ..range_req("s/", "s0") },
+        pb::RangeRequest {
+            min_mod_revision: mid,
+            limit: 1,
+            ..range_req("s/", "s0")
+        },
         Expect::Ok,
     );
     s.range(
         "Range count_only with min_create_revision",
-        pb::RangeRequest { count_only: true, min_create_revision: mid, ..range_req("s/", "s0") },
+        pb::RangeRequest {
+            count_only: true,
+            min_create_revision: mid,
+            ..range_req("s/", "s0")
+        },
         Expect::Ok,
     );
     s.range(
@@ -934,7 +1265,12 @@ fn etcdctl_session_matches_etcd() {
         "\nput t/x 1\nput t/y 2\n\n\n",
         Expect::OkWith("\"succeeded\":true"),
     );
-    s.txn("txn: empty (no compares, no ops)", &["txn", "-w", "json"], "\n\n\n", Expect::Ok);
+    s.txn(
+        "txn: empty (no compares, no ops)",
+        &["txn", "-w", "json"],
+        "\n\n\n",
+        Expect::Ok,
+    );
     s.txn(
         "txn: simple output",
         &["txn"],
@@ -964,22 +1300,50 @@ fn etcdctl_session_matches_etcd() {
     for k in ["d/1", "d/2", "d/3", "z1", "z2"] {
         s.ctl(&format!("put {k}"), &["put", k, "x", "-w", "json"]);
     }
-    s.ctl_expect("del a single key --prev-kv", &["del", "s/e", "--prev-kv", "-w", "json"], Expect::OkWith("prev_kvs"));
+    s.ctl_expect(
+        "del a single key --prev-kv",
+        &["del", "s/e", "--prev-kv", "-w", "json"],
+        Expect::OkWith("prev_kvs"),
+    );
     s.ctl("del a single key", &["del", "t/x", "-w", "json"]);
     s.ctl("del a single key (simple)", &["del", "t/y"]);
-    s.ctl("del --prev-kv (simple output)", &["del", "new", "--prev-kv"]);
-    s.ctl("del that removes nothing", &["del", "nothing-here", "-w", "json"]);
-    s.ctl("del --prev-kv that removes nothing", &["del", "nothing-here", "--prev-kv", "-w", "json"]);
-    s.ctl("del that removes nothing (simple)", &["del", "nothing-here"]);
-    s.ctl("del --prefix that removes nothing", &["del", "nothing/", "--prefix", "-w", "json"]);
+    s.ctl(
+        "del --prev-kv (simple output)",
+        &["del", "new", "--prev-kv"],
+    );
+    s.ctl(
+        "del that removes nothing",
+        &["del", "nothing-here", "-w", "json"],
+    );
+    s.ctl(
+        "del --prev-kv that removes nothing",
+        &["del", "nothing-here", "--prev-kv", "-w", "json"],
+    );
+    s.ctl(
+        "del that removes nothing (simple)",
+        &["del", "nothing-here"],
+    );
+    s.ctl(
+        "del --prefix that removes nothing",
+        &["del", "nothing/", "--prefix", "-w", "json"],
+    );
     s.ctl_expect(
         "del --prefix --prev-kv",
         &["del", "d/", "--prefix", "--prev-kv", "-w", "json"],
         Expect::OkWith("\"deleted\":3"),
     );
-    s.ctl("del a range [s/a, s/c) --prev-kv", &["del", "s/a", "s/c", "--prev-kv", "-w", "json"]);
-    s.ctl("del --from-key z", &["del", "z", "--from-key", "-w", "json"]);
-    s.ctl("get what is left", &["get", "", "--prefix", "--keys-only", "-w", "json"]);
+    s.ctl(
+        "del a range [s/a, s/c) --prev-kv",
+        &["del", "s/a", "s/c", "--prev-kv", "-w", "json"],
+    );
+    s.ctl(
+        "del --from-key z",
+        &["del", "z", "--from-key", "-w", "json"],
+    );
+    s.ctl(
+        "get what is left",
+        &["get", "", "--prefix", "--keys-only", "-w", "json"],
+    );
 
     // ---- compaction, and reads around the compact revision.
     // etcd finishes a non-physical compaction in the background, and HashKV
@@ -990,50 +1354,100 @@ fn etcdctl_session_matches_etcd() {
     let c1 = rev_txn;
     let c1s = c1.to_string();
     let below = (c1 - 1).to_string();
-    s.ctl("endpoint hashkv before compaction", &["endpoint", "hashkv", "-w", "json"]);
-    s.ctl("endpoint hashkv --rev before compaction", &["endpoint", "hashkv", "--rev", &c1s, "-w", "json"]);
-    s.ctl_expect("compaction", &["compaction", &c1s], Expect::OkWith("compacted revision"));
+    s.ctl(
+        "endpoint hashkv before compaction",
+        &["endpoint", "hashkv", "-w", "json"],
+    );
+    s.ctl(
+        "endpoint hashkv --rev before compaction",
+        &["endpoint", "hashkv", "--rev", &c1s, "-w", "json"],
+    );
+    s.ctl_expect(
+        "compaction",
+        &["compaction", &c1s],
+        Expect::OkWith("compacted revision"),
+    );
     s.ctl_fails(
         "get below the compact revision",
         &["get", "foo", "--rev", &below, "-w", "json"],
         "required revision has been compacted",
     );
-    s.ctl("get at the compact revision", &["get", "foo", "--rev", &c1s, "-w", "json"]);
-    s.ctl("get --prefix at the compact revision", &["get", "", "--prefix", "--keys-only", "--rev", &c1s, "-w", "json"]);
+    s.ctl(
+        "get at the compact revision",
+        &["get", "foo", "--rev", &c1s, "-w", "json"],
+    );
+    s.ctl(
+        "get --prefix at the compact revision",
+        &[
+            "get",
+            "",
+            "--prefix",
+            "--keys-only",
+            "--rev",
+            &c1s,
+            "-w",
+            "json",
+        ],
+    );
     s.ctl(
         "get --prefix --limit 1 at the compact revision",
-        &["get", "s/", "--prefix", "--limit", "1", "--rev", &c1s, "-w", "json"],
+        &[
+            "get", "s/", "--prefix", "--limit", "1", "--rev", &c1s, "-w", "json",
+        ],
     );
-    s.ctl_fails("compaction at an old revision", &["compaction", &below], "required revision has been compacted");
+    s.ctl_fails(
+        "compaction at an old revision",
+        &["compaction", &below],
+        "required revision has been compacted",
+    );
     s.ctl_fails(
         "compaction --physical at the compact revision again (waits for the compaction)",
         &["compaction", &c1s, "--physical"],
         "required revision has been compacted",
     );
-    s.ctl("endpoint hashkv after compaction", &["endpoint", "hashkv", "-w", "json"]);
-    s.ctl("endpoint hashkv --rev at the compact revision", &["endpoint", "hashkv", "--rev", &c1s, "-w", "json"]);
+    s.ctl(
+        "endpoint hashkv after compaction",
+        &["endpoint", "hashkv", "-w", "json"],
+    );
+    s.ctl(
+        "endpoint hashkv --rev at the compact revision",
+        &["endpoint", "hashkv", "--rev", &c1s, "-w", "json"],
+    );
     s.ctl_fails(
         "endpoint hashkv --rev below the compact revision",
         &["endpoint", "hashkv", "--rev", &below, "-w", "json"],
         "required revision has been compacted",
     );
-    s.ctl("endpoint status (for the head revision)", &["endpoint", "status", "-w", "json"]);
+    s.ctl(
+        "endpoint status (for the head revision)",
+        &["endpoint", "status", "-w", "json"],
+    );
     let head = s.rev();
     s.ctl_fails(
         "compaction at a future revision",
         &["compaction", &(head + 10).to_string()],
         "required revision is a future revision",
     );
-    s.ctl("put after compaction", &["put", "after", "compaction", "-w", "json"]);
+    s.ctl(
+        "put after compaction",
+        &["put", "after", "compaction", "-w", "json"],
+    );
     let c2 = s.rev();
     let (c2s, below2) = (c2.to_string(), (c2 - 1).to_string());
-    s.ctl_expect("compaction --physical", &["compaction", &c2s, "--physical"], Expect::OkWith("compacted revision"));
+    s.ctl_expect(
+        "compaction --physical",
+        &["compaction", &c2s, "--physical"],
+        Expect::OkWith("compacted revision"),
+    );
     s.ctl_fails(
         "get below the physical compact revision",
         &["get", "after", "--rev", &below2, "-w", "json"],
         "required revision has been compacted",
     );
-    s.ctl("get at the physical compact revision", &["get", "after", "--rev", &c2s, "-w", "json"]);
+    s.ctl(
+        "get at the physical compact revision",
+        &["get", "after", "--rev", &c2s, "-w", "json"],
+    );
     s.txn(
         "txn error: get below the compact revision",
         &["txn", "-w", "json"],
@@ -1042,19 +1456,28 @@ fn etcdctl_session_matches_etcd() {
     );
     s.range(
         "Range at the compact revision",
-        pb::RangeRequest { revision: c2, ..range_req("\0", "\0") },
+        pb::RangeRequest {
+            revision: c2,
+            ..range_req("\0", "\0")
+        },
         Expect::OkWith("\"count\""),
     );
     s.range(
         "Range below the compact revision",
-        pb::RangeRequest { revision: c2 - 1, ..range_req("\0", "\0") },
+        pb::RangeRequest {
+            revision: c2 - 1,
+            ..range_req("\0", "\0")
+        },
         Expect::Fails("required revision has been compacted"),
     );
     s.ctl(
         "endpoint hashkv --rev at the physical compact revision",
         &["endpoint", "hashkv", "--rev", &c2s, "-w", "json"],
     );
-    s.ctl("endpoint hashkv after physical compaction", &["endpoint", "hashkv", "-w", "json"]);
+    s.ctl(
+        "endpoint hashkv after physical compaction",
+        &["endpoint", "hashkv", "-w", "json"],
+    );
     // etcd answers from the hash its first compaction cached for this
     // revision (with that compaction's previous compact revision, -1), before
     // looking at the current compact revision.
@@ -1071,8 +1494,15 @@ fn etcdctl_session_matches_etcd() {
 
     // ---- maintenance and cluster
     s.ctl("endpoint status", &["endpoint", "status", "-w", "json"]);
-    s.ctl_expect("endpoint health (text)", &["endpoint", "health"], Expect::Ok);
-    s.ctl("endpoint health -w json", &["endpoint", "health", "-w", "json"]);
+    s.ctl_expect(
+        "endpoint health (text)",
+        &["endpoint", "health"],
+        Expect::Ok,
+    );
+    s.ctl(
+        "endpoint health -w json",
+        &["endpoint", "health", "-w", "json"],
+    );
     // Known kvik divergence: etcd's MemberList header carries no revision
     // (cluster_id, member_id, raft_term only); kvik sends one. This step
     // fails until kvik leaves it out.
@@ -1085,15 +1515,36 @@ fn etcdctl_session_matches_etcd() {
     // PROTOCOL_ERROR, "malformed authority") where etcd answers, so the
     // status and hashkv steps here and under --cluster fail until kvik
     // accepts that authority.
-    s.ctl_url("get, endpoint given as a URL", &["get", "foo", "-w", "json"]);
-    s.ctl_url("endpoint status, endpoint given as a URL", &["endpoint", "status", "-w", "json"]);
-    s.ctl_url("endpoint hashkv, endpoint given as a URL", &["endpoint", "hashkv", "-w", "json"]);
-    s.ctl_url("endpoint health, endpoint given as a URL", &["endpoint", "health"]);
+    s.ctl_url(
+        "get, endpoint given as a URL",
+        &["get", "foo", "-w", "json"],
+    );
+    s.ctl_url(
+        "endpoint status, endpoint given as a URL",
+        &["endpoint", "status", "-w", "json"],
+    );
+    s.ctl_url(
+        "endpoint hashkv, endpoint given as a URL",
+        &["endpoint", "hashkv", "-w", "json"],
+    );
+    s.ctl_url(
+        "endpoint health, endpoint given as a URL",
+        &["endpoint", "health"],
+    );
     // --cluster: etcdctl takes the endpoints from the member list's client
     // URLs, then asks each.
-    s.ctl("endpoint status --cluster", &["endpoint", "status", "--cluster", "-w", "json"]);
-    s.ctl("endpoint hashkv --cluster", &["endpoint", "hashkv", "--cluster", "-w", "json"]);
-    s.ctl("endpoint health --cluster", &["endpoint", "health", "--cluster"]);
+    s.ctl(
+        "endpoint status --cluster",
+        &["endpoint", "status", "--cluster", "-w", "json"],
+    );
+    s.ctl(
+        "endpoint hashkv --cluster",
+        &["endpoint", "hashkv", "--cluster", "-w", "json"],
+    );
+    s.ctl(
+        "endpoint health --cluster",
+        &["endpoint", "health", "--cluster"],
+    );
 
     s.finish();
 }
@@ -1109,7 +1560,11 @@ fn fake_ctx(port: u16, member_id: u64) -> Ctx {
 }
 
 fn out(code: i32, stdout: &str, stderr: &str) -> Output {
-    Output { code, stdout: stdout.as_bytes().to_vec(), stderr: stderr.as_bytes().to_vec() }
+    Output {
+        code,
+        stdout: stdout.as_bytes().to_vec(),
+        stderr: stderr.as_bytes().to_vec(),
+    }
 }
 
 fn diff_of(etcd: &Output, kvik: &Output) -> Vec<String> {
@@ -1122,7 +1577,10 @@ const PUT_ETCD: &str = r#"{"header":{"cluster_id":1,"member_id":43690,"revision"
 
 #[test]
 fn comparator_ignores_only_the_normalised_fields() {
-    assert_eq!(diff_of(&out(0, PUT_ETCD, ""), &out(0, &put_kvik(), "")), Vec::<String>::new());
+    assert_eq!(
+        diff_of(&out(0, PUT_ETCD, ""), &out(0, &put_kvik(), "")),
+        Vec::<String>::new()
+    );
 
     let status = |port: u16, id: u64, version: &str| {
         format!(
@@ -1142,7 +1600,11 @@ Error: etcdserver: mvcc: required revision is a future revision
     assert_eq!(
         diff_of(
             &out(0, &status(40001, 0xaaaa, "3.7.2"), &health(40001, "1.2ms")),
-            &out(0, &status(50001, 0xbbbb, "3.6.0"), &health(50001, "843.461µs"))
+            &out(
+                0,
+                &status(50001, 0xbbbb, "3.6.0"),
+                &health(50001, "843.461µs")
+            )
         ),
         Vec::<String>::new()
     );
@@ -1158,28 +1620,39 @@ Error: etcdserver: mvcc: required revision is a future revision
 /// [`PUT_ETCD`] as kvik would answer it: its own cluster, member and term.
 fn put_kvik() -> String {
     PUT_ETCD
-        .replace("\"cluster_id\":1,\"member_id\":43690", "\"cluster_id\":7,\"member_id\":48059")
+        .replace(
+            "\"cluster_id\":1,\"member_id\":43690",
+            "\"cluster_id\":7,\"member_id\":48059",
+        )
         .replace("\"raft_term\":2", "\"raft_term\":1")
 }
 
 #[test]
 fn comparator_reports_a_revision_difference() {
-    assert_eq!(diff_of(&out(0, PUT_ETCD, ""), &out(0, &put_kvik(), "")), Vec::<String>::new());
+    assert_eq!(
+        diff_of(&out(0, PUT_ETCD, ""), &out(0, &put_kvik(), "")),
+        Vec::<String>::new()
+    );
     let kvik = put_kvik().replace("\"revision\":5", "\"revision\":6");
     let diffs = diff_of(&out(0, PUT_ETCD, ""), &out(0, &kvik, ""));
-    assert_eq!(diffs, vec!["stdout line 1: $.header.revision: etcd 5, kvik 6".to_string()]);
+    assert_eq!(
+        diffs,
+        vec!["stdout line 1: $.header.revision: etcd 5, kvik 6".to_string()]
+    );
 
     let kvik = put_kvik().replace("\"mod_revision\":3", "\"mod_revision\":4");
     let diffs = diff_of(&out(0, PUT_ETCD, ""), &out(0, &kvik, ""));
-    assert_eq!(diffs, vec!["stdout line 1: $.prev_kv.mod_revision: etcd 3, kvik 4".to_string()]);
+    assert_eq!(
+        diffs,
+        vec!["stdout line 1: $.prev_kv.mod_revision: etcd 3, kvik 4".to_string()]
+    );
 }
 
 #[test]
 fn comparator_reports_field_presence_ids_text_and_exit_codes() {
     // A field missing on one side, even a normalised one.
     let etcd = r#"[{"Endpoint":"127.0.0.1:40001","Status":{"header":{"member_id":43690,"revision":1},"leader":43690,"raftIndex":4}}]"#;
-    let kvik =
-        r#"[{"Endpoint":"127.0.0.1:50001","Status":{"header":{"member_id":48059,"revision":1},"leader":48059}}]"#;
+    let kvik = r#"[{"Endpoint":"127.0.0.1:50001","Status":{"header":{"member_id":48059,"revision":1},"leader":48059}}]"#;
     assert_eq!(
         diff_of(&out(0, etcd, ""), &out(0, kvik, "")),
         vec![r#"stdout line 1: $[0].Status.raftIndex: present in etcd ("<raft-index>"), missing in kvik"#.to_string()]
@@ -1194,7 +1667,9 @@ fn comparator_reports_field_presence_ids_text_and_exit_codes() {
     let kvik_leader = kvik.replace("\"leader\":48059", "\"leader\":1");
     let diffs = diff_of(&out(0, etcd, ""), &out(0, &kvik_leader, ""));
     assert!(
-        diffs.contains(&r#"stdout line 1: $[0].Status.leader: etcd "<self-member-id>", kvik 1"#.to_string()),
+        diffs.contains(
+            &r#"stdout line 1: $[0].Status.leader: etcd "<self-member-id>", kvik 1"#.to_string()
+        ),
         "{diffs:?}"
     );
     // Error text and exit code.
@@ -1214,10 +1689,24 @@ fn comparator_reports_field_presence_ids_text_and_exit_codes() {
     let diffs = diff_of(&out(0, "v\u{1}\n", ""), &out(0, "v\u{2}\n", ""));
     assert_eq!(diffs.len(), 1, "{diffs:?}");
     let diffs = diff_of(&out(0, "a\nb\n", ""), &out(0, "a\n", ""));
-    assert!(diffs[0].starts_with("stdout: etcd has 3 lines, kvik 2"), "{diffs:?}");
-    let diff = diff_of(
-        &Output { code: 0, stdout: b"\xff\n".to_vec(), stderr: vec![] },
-        &Output { code: 0, stdout: b"\xfe\n".to_vec(), stderr: vec![] },
+    assert!(
+        diffs[0].starts_with("stdout: etcd has 3 lines, kvik 2"),
+        "{diffs:?}"
     );
-    assert_eq!(diff, vec![r#"stdout line 1: etcd "\\xff", kvik "\\xfe""#.to_string()]);
+    let diff = diff_of(
+        &Output {
+            code: 0,
+            stdout: b"\xff\n".to_vec(),
+            stderr: vec![],
+        },
+        &Output {
+            code: 0,
+            stdout: b"\xfe\n".to_vec(),
+            stderr: vec![],
+        },
+    );
+    assert_eq!(
+        diff,
+        vec![r#"stdout line 1: etcd "\\xff", kvik "\\xfe""#.to_string()]
+    );
 }

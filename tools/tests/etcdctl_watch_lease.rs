@@ -102,7 +102,11 @@ impl Lines {
                 }
             }
         });
-        Lines { rx, seen: Vec::new(), eof: false }
+        Lines {
+            rx,
+            seen: Vec::new(),
+            eof: false,
+        }
     }
 
     /// Takes the lines that have already arrived, without waiting.
@@ -162,21 +166,33 @@ struct Proc {
 
 impl Proc {
     fn show(&self) -> String {
-        format!("`{}`\n      stdout so far: {:?}\n      stderr so far: {:?}", self.what, self.out.seen, self.err.seen)
+        format!(
+            "`{}`\n      stdout so far: {:?}\n      stderr so far: {:?}",
+            self.what, self.out.seen, self.err.seen
+        )
     }
 
     fn send(&mut self, text: &str) -> Result<(), String> {
         let pipe = self.stdin.as_mut().ok_or("stdin is closed")?;
-        pipe.write_all(text.as_bytes()).and_then(|_| pipe.flush()).map_err(|e| format!("writing {text:?} to {}: {e}", self.what))
+        pipe.write_all(text.as_bytes())
+            .and_then(|_| pipe.flush())
+            .map_err(|e| format!("writing {text:?} to {}: {e}", self.what))
     }
 
     /// Waits until stdout satisfies `cond`; `waited_for` names it in the error.
-    fn wait_out(&mut self, waited_for: &str, cond: impl Fn(&[String]) -> bool) -> Result<(), String> {
+    fn wait_out(
+        &mut self,
+        waited_for: &str,
+        cond: impl Fn(&[String]) -> bool,
+    ) -> Result<(), String> {
         if self.out.wait(Instant::now() + LINE_DEADLINE, cond) {
             return Ok(());
         }
         self.err.drain();
-        Err(format!("waited {LINE_DEADLINE:?} for {waited_for} from {}", self.show()))
+        Err(format!(
+            "waited {LINE_DEADLINE:?} for {waited_for} from {}",
+            self.show()
+        ))
     }
 
     fn wait_out_count(&mut self, n: usize) -> Result<(), String> {
@@ -184,11 +200,17 @@ impl Proc {
     }
 
     fn wait_err_count(&mut self, n: usize) -> Result<(), String> {
-        if self.err.wait(Instant::now() + LINE_DEADLINE, |l| l.len() >= n) {
+        if self
+            .err
+            .wait(Instant::now() + LINE_DEADLINE, |l| l.len() >= n)
+        {
             return Ok(());
         }
         self.out.drain();
-        Err(format!("waited {LINE_DEADLINE:?} for {n} stderr lines from {}", self.show()))
+        Err(format!(
+            "waited {LINE_DEADLINE:?} for {n} stderr lines from {}",
+            self.show()
+        ))
     }
 
     fn signal(&self, sig: i32) {
@@ -204,10 +226,18 @@ impl Proc {
         drop(self.stdin.take());
         let deadline = Instant::now() + EXIT_DEADLINE;
         if !(self.out.wait_eof(deadline) && self.err.wait_eof(deadline)) {
-            return Err(format!("{} did not exit within {EXIT_DEADLINE:?}", self.show()));
+            return Err(format!(
+                "{} did not exit within {EXIT_DEADLINE:?}",
+                self.show()
+            ));
         }
-        let status = self.child.wait().map_err(|e| format!("waiting for {}: {e}", self.what))?;
-        let code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+        let status = self
+            .child
+            .wait()
+            .map_err(|e| format!("waiting for {}: {e}", self.what))?;
+        let code = status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
         self.code = Some(code);
         Ok(code)
     }
@@ -248,7 +278,14 @@ fn spawn_etcdctl(ctl: &Path, endpoint: &str, args: &[&str], stdin: bool, what: S
     let out = Lines::read_from(child.stdout.take().unwrap());
     let err = Lines::read_from(child.stderr.take().unwrap());
     let stdin = child.stdin.take();
-    Proc { what, child, stdin, out, err, code: None }
+    Proc {
+        what,
+        child,
+        stdin,
+        out,
+        err,
+        code: None,
+    }
 }
 
 /// What a command that ran to its end printed.
@@ -291,7 +328,10 @@ fn standard_base64(bytes: &[u8]) -> String {
     const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut s = String::new();
     for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (*b as u32) << (16 - 8 * i));
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (*b as u32) << (16 - 8 * i));
         for i in 0..4 {
             if i <= chunk.len() {
                 s.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
@@ -321,7 +361,16 @@ enum Fmt {
 
 impl<'a> Side<'a> {
     fn new(name: &'static str, server: &'a Server, ctl: PathBuf, scratch: PathBuf) -> Side<'a> {
-        Side { name, server, ctl, scratch, steps: Vec::new(), leases: Vec::new(), problems: Vec::new(), fences: 0 }
+        Side {
+            name,
+            server,
+            ctl,
+            scratch,
+            steps: Vec::new(),
+            leases: Vec::new(),
+            problems: Vec::new(),
+            fences: 0,
+        }
     }
 
     fn describe(&self, args: &[&str]) -> String {
@@ -329,7 +378,10 @@ impl<'a> Side<'a> {
         let mut s = "etcdctl".to_string();
         for a in args {
             let a = a.replace(&scratch, "<scratch>");
-            if a.is_empty() || a.chars().any(|c| c.is_whitespace() || "\"'\\$;".contains(c)) {
+            if a.is_empty()
+                || a.chars()
+                    .any(|c| c.is_whitespace() || "\"'\\$;".contains(c))
+            {
                 s.push_str(&format!(" {a:?}"));
             } else {
                 s.push(' ');
@@ -340,28 +392,55 @@ impl<'a> Side<'a> {
     }
 
     fn spawn(&self, args: &[&str], stdin: bool) -> Proc {
-        spawn_etcdctl(&self.ctl, &self.server.endpoint_host(), args, stdin, self.describe(args))
+        spawn_etcdctl(
+            &self.ctl,
+            &self.server.endpoint_host(),
+            args,
+            stdin,
+            self.describe(args),
+        )
     }
 
     /// Runs a command to its end, unrecorded.
     fn run(&self, args: &[&str]) -> Result<Out, String> {
         let mut p = self.spawn(args, false);
         let code = p.wait_exit()?;
-        Ok(Out { code, stdout: std::mem::take(&mut p.out.seen), stderr: std::mem::take(&mut p.err.seen) })
+        Ok(Out {
+            code,
+            stdout: std::mem::take(&mut p.out.seen),
+            stderr: std::mem::take(&mut p.err.seen),
+        })
     }
 
-    fn record(&mut self, title: &str, cmd: String, code: Option<i32>, stdout: &[String], stderr: &[String]) {
+    fn record(
+        &mut self,
+        title: &str,
+        cmd: String,
+        code: Option<i32>,
+        stdout: &[String],
+        stderr: &[String],
+    ) {
         let mut lines = Vec::new();
         if let Some(code) = code {
             lines.push(format!("code: {code}"));
         }
         lines.extend(stdout.iter().map(|l| format!("out: {l}")));
         lines.extend(stderr.iter().map(|l| format!("err: {l}")));
-        self.steps.push(Step { title: title.to_string(), cmd, lines });
+        self.steps.push(Step {
+            title: title.to_string(),
+            cmd,
+            lines,
+        });
     }
 
     fn record_out(&mut self, title: &str, args: &[&str], out: &Out) {
-        self.record(title, self.describe(args), Some(out.code), &out.stdout, &out.stderr);
+        self.record(
+            title,
+            self.describe(args),
+            Some(out.code),
+            &out.stdout,
+            &out.stderr,
+        );
     }
 
     /// Records what a child printed; its exit code too when it ended by
@@ -381,7 +460,15 @@ impl<'a> Side<'a> {
     /// Like [`Side::ctl`], and checks the exit code.
     fn ctl_ok(&mut self, title: &str, args: &[&str]) -> Result<Out, String> {
         let out = self.ctl(title, args)?;
-        self.check(out.code == 0, format!("`{}` failed: {:?} {:?}", self.describe(args), out.stdout, out.stderr));
+        self.check(
+            out.code == 0,
+            format!(
+                "`{}` failed: {:?} {:?}",
+                self.describe(args),
+                out.stdout,
+                out.stderr
+            ),
+        );
         Ok(out)
     }
 
@@ -430,7 +517,10 @@ impl<'a> Side<'a> {
     /// Learns the lease of a lock or election key `NAME/HEX` found in `text`
     /// (after `prefix`); returns it.
     fn learn_key(&mut self, text: &str, prefix: &str) -> Result<i64, String> {
-        let rest = text.find(prefix).map(|i| &text[i + prefix.len()..]).ok_or(format!("no {prefix:?} key in {text:?}"))?;
+        let rest = text
+            .find(prefix)
+            .map(|i| &text[i + prefix.len()..])
+            .ok_or(format!("no {prefix:?} key in {text:?}"))?;
         let digits: String = rest.chars().take_while(|c| c.is_ascii_hexdigit()).collect();
         let id = i64::from_str_radix(&digits, 16).map_err(|e| format!("lease in {text:?}: {e}"))?;
         self.learn(id);
@@ -440,7 +530,14 @@ impl<'a> Side<'a> {
     /// `lease grant`, simple or JSON output; records it and learns the lease.
     fn grant(&mut self, title: &str, args: &[&str]) -> Result<i64, String> {
         let out = self.ctl(title, args)?;
-        let id = parse_grant(&out).ok_or_else(|| format!("`{}` granted nothing: {:?} {:?}", self.describe(args), out.stdout, out.stderr))?;
+        let id = parse_grant(&out).ok_or_else(|| {
+            format!(
+                "`{}` granted nothing: {:?} {:?}",
+                self.describe(args),
+                out.stdout,
+                out.stderr
+            )
+        })?;
         self.learn(id);
         Ok(id)
     }
@@ -449,7 +546,15 @@ impl<'a> Side<'a> {
     /// runs `writes`, then writes the fence `put FENCE_KEY fence-N` and reads
     /// until the fence event is printed; records the watcher's output and
     /// returns its stdout lines.
-    fn watch_fenced(&mut self, title: &str, args: &[&str], ready: usize, writes: &[&[&str]], fence_key: &str, fmt: Fmt) -> Result<Vec<String>, String> {
+    fn watch_fenced(
+        &mut self,
+        title: &str,
+        args: &[&str],
+        ready: usize,
+        writes: &[&[&str]],
+        fence_key: &str,
+        fmt: Fmt,
+    ) -> Result<Vec<String>, String> {
         let mut w = self.spawn(args, false);
         w.wait_out_count(ready)?;
         for write in writes {
@@ -484,11 +589,19 @@ fn parse_grant(out: &Out) -> Option<i64> {
 /// The keys a `get --keys-only` printed (each key is followed by an empty
 /// line).
 fn keys_of(out: &Out) -> Vec<String> {
-    out.stdout.iter().filter(|l| !l.is_empty()).cloned().collect()
+    out.stdout
+        .iter()
+        .filter(|l| !l.is_empty())
+        .cloned()
+        .collect()
 }
 
 fn read_events(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path).unwrap_or_default().lines().map(str::to_string).collect()
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 // ---------------------------------------------------------------- normalisation
@@ -516,7 +629,10 @@ struct Normaliser<'a> {
 
 impl Normaliser<'_> {
     fn lease_placeholder(&self, id: i64) -> Option<String> {
-        self.leases.iter().position(|l| *l == id).map(|i| format!("<lease-{}>", i + 1))
+        self.leases
+            .iter()
+            .position(|l| *l == id)
+            .map(|i| format!("<lease-{}>", i + 1))
     }
 
     fn text(&mut self, s: &str) -> String {
@@ -537,14 +653,24 @@ impl Normaliser<'_> {
         }
         // `... granted with TTL(Gs), remaining(Rs)`.
         if let (Some(g), Some(r)) = (out.find("TTL("), out.find("remaining(")) {
-            let num = |from: usize| out[from..].chars().take_while(char::is_ascii_digit).collect::<String>().parse::<i64>().ok();
+            let num = |from: usize| {
+                out[from..]
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect::<String>()
+                    .parse::<i64>()
+                    .ok()
+            };
             let (granted, remaining) = (num(g + 4), num(r + 10));
             match (granted, remaining) {
                 (Some(g), Some(rem)) if (0..=g).contains(&rem) => {
                     let end = r + 10 + rem.to_string().len();
                     out.replace_range(r + 10..end, "<remaining>");
                 }
-                _ => self.problems.push(format!("{}: remaining TTL out of range in {s:?}", self.side)),
+                _ => self.problems.push(format!(
+                    "{}: remaining TTL out of range in {s:?}",
+                    self.side
+                )),
             }
         }
         out
@@ -563,17 +689,25 @@ impl Normaliser<'_> {
                 }
             }
             ("ttl", Value::Number(n)) => {
-                if let Some(granted) = parent.and_then(|p| p.get("granted-ttl")).and_then(Value::as_i64) {
+                if let Some(granted) = parent
+                    .and_then(|p| p.get("granted-ttl"))
+                    .and_then(Value::as_i64)
+                {
                     let ttl = n.as_i64().unwrap_or(i64::MIN);
                     if (0..=granted).contains(&ttl) {
                         return Value::String("<remaining>".into());
                     }
                     if ttl != -1 {
-                        self.problems.push(format!("{}: remaining TTL {ttl} out of range (granted {granted})", self.side));
+                        self.problems.push(format!(
+                            "{}: remaining TTL {ttl} out of range (granted {granted})",
+                            self.side
+                        ));
                     }
                 }
             }
-            ("keys", Value::Array(keys)) if parent.is_some_and(|p| p.contains_key("granted-ttl")) => {
+            ("keys", Value::Array(keys))
+                if parent.is_some_and(|p| p.contains_key("granted-ttl")) =>
+            {
                 // Attached keys, in Go map order in etcd.
                 let mut keys = keys.clone();
                 keys.sort_by_key(Value::to_string);
@@ -582,7 +716,11 @@ impl Normaliser<'_> {
             _ => {}
         }
         match v {
-            Value::Object(m) => Value::Object(m.iter().map(|(k, c)| (k.clone(), self.json(k, c, Some(m)))).collect()),
+            Value::Object(m) => Value::Object(
+                m.iter()
+                    .map(|(k, c)| (k.clone(), self.json(k, c, Some(m))))
+                    .collect(),
+            ),
             Value::Array(a) => Value::Array(a.iter().map(|c| self.json("", c, None)).collect()),
             Value::String(s) => Value::String(self.text(s)),
             other => other.clone(),
@@ -594,7 +732,10 @@ impl Normaliser<'_> {
             if let Some(rest) = raw.strip_prefix(prefix) {
                 if rest.starts_with('{') {
                     if let Ok(v @ Value::Object(_)) = serde_json::from_str::<Value>(rest) {
-                        return Line::Json { prefix: prefix.to_string(), value: self.json("", &v, None) };
+                        return Line::Json {
+                            prefix: prefix.to_string(),
+                            value: self.json("", &v, None),
+                        };
                     }
                 }
                 return Line::Text(format!("{prefix}{}", self.text(rest)));
@@ -605,8 +746,16 @@ impl Normaliser<'_> {
 }
 
 fn normalise(side: &Side) -> (Vec<Vec<Line>>, Vec<String>) {
-    let mut n = Normaliser { leases: &side.leases, side: side.name, problems: Vec::new() };
-    let steps = side.steps.iter().map(|s| s.lines.iter().map(|l| n.line(l)).collect()).collect();
+    let mut n = Normaliser {
+        leases: &side.leases,
+        side: side.name,
+        problems: Vec::new(),
+    };
+    let steps = side
+        .steps
+        .iter()
+        .map(|s| s.lines.iter().map(|l| n.line(l)).collect())
+        .collect();
     (steps, n.problems)
 }
 
@@ -616,18 +765,26 @@ fn diff_json(path: &str, etcd: &Value, kvik: &Value, diffs: &mut Vec<String>) {
             for (name, ev) in e {
                 match k.get(name) {
                     Some(kv) => diff_json(&format!("{path}.{name}"), ev, kv, diffs),
-                    None => diffs.push(format!("{path}.{name}: present in etcd ({ev}), missing in kvik")),
+                    None => diffs.push(format!(
+                        "{path}.{name}: present in etcd ({ev}), missing in kvik"
+                    )),
                 }
             }
             for (name, kv) in k {
                 if !e.contains_key(name) {
-                    diffs.push(format!("{path}.{name}: missing in etcd, present in kvik ({kv})"));
+                    diffs.push(format!(
+                        "{path}.{name}: missing in etcd, present in kvik ({kv})"
+                    ));
                 }
             }
         }
         (Value::Array(e), Value::Array(k)) => {
             if e.len() != k.len() {
-                diffs.push(format!("{path}: etcd has {} elements, kvik {}", e.len(), k.len()));
+                diffs.push(format!(
+                    "{path}: etcd has {} elements, kvik {}",
+                    e.len(),
+                    k.len()
+                ));
             }
             for (i, (ev, kv)) in e.iter().zip(k).enumerate() {
                 diff_json(&format!("{path}[{i}]"), ev, kv, diffs);
@@ -641,14 +798,30 @@ fn diff_json(path: &str, etcd: &Value, kvik: &Value, diffs: &mut Vec<String>) {
 fn compare_lines(etcd: &[Line], kvik: &[Line]) -> Vec<String> {
     let mut diffs = Vec::new();
     if etcd.len() != kvik.len() {
-        diffs.push(format!("etcd has {} lines, kvik {}", etcd.len(), kvik.len()));
+        diffs.push(format!(
+            "etcd has {} lines, kvik {}",
+            etcd.len(),
+            kvik.len()
+        ));
     }
     for (i, (e, k)) in etcd.iter().zip(kvik).enumerate() {
         match (e, k) {
-            (Line::Json { prefix: pe, value: ve }, Line::Json { prefix: pk, value: vk }) if pe == pk => {
-                diff_json(&format!("line {}: {pe}$", i + 1), ve, vk, &mut diffs)
-            }
-            _ if e != k => diffs.push(format!("line {}: etcd {:?}, kvik {:?}", i + 1, e.to_string(), k.to_string())),
+            (
+                Line::Json {
+                    prefix: pe,
+                    value: ve,
+                },
+                Line::Json {
+                    prefix: pk,
+                    value: vk,
+                },
+            ) if pe == pk => diff_json(&format!("line {}: {pe}$", i + 1), ve, vk, &mut diffs),
+            _ if e != k => diffs.push(format!(
+                "line {}: etcd {:?}, kvik {:?}",
+                i + 1,
+                e.to_string(),
+                k.to_string()
+            )),
             _ => {}
         }
     }
@@ -672,19 +845,38 @@ fn finish(test: &str, etcd: &Side, kvik: &Side) {
     if std::env::var_os("KVIK_WATCH_LEASE_TRACE").is_some() {
         for (side, steps) in [(etcd, &etcd_steps), (kvik, &kvik_steps)] {
             for (s, lines) in side.steps.iter().zip(steps) {
-                eprintln!("[{test} {}] {} — $ {}{}", side.name, s.title, s.cmd, show_lines(lines));
+                eprintln!(
+                    "[{test} {}] {} — $ {}{}",
+                    side.name,
+                    s.title,
+                    s.cmd,
+                    show_lines(lines)
+                );
             }
         }
     }
     let n = etcd.steps.len().max(kvik.steps.len());
     for i in 0..n {
         let (Some(es), Some(ks)) = (etcd.steps.get(i), kvik.steps.get(i)) else {
-            let (which, s) = if i < etcd.steps.len() { ("kvik", &etcd.steps[i]) } else { ("etcd", &kvik.steps[i]) };
-            report.push(format!("step {}: {which} stopped before step {:?}", i + 1, s.title));
+            let (which, s) = if i < etcd.steps.len() {
+                ("kvik", &etcd.steps[i])
+            } else {
+                ("etcd", &kvik.steps[i])
+            };
+            report.push(format!(
+                "step {}: {which} stopped before step {:?}",
+                i + 1,
+                s.title
+            ));
             break;
         };
         if es.title != ks.title {
-            report.push(format!("step {}: etcd ran {:?}, kvik {:?}; stopping the comparison", i + 1, es.title, ks.title));
+            report.push(format!(
+                "step {}: etcd ran {:?}, kvik {:?}; stopping the comparison",
+                i + 1,
+                es.title,
+                ks.title
+            ));
             break;
         }
         let diffs = compare_lines(&etcd_steps[i], &kvik_steps[i]);
@@ -704,7 +896,11 @@ fn finish(test: &str, etcd: &Side, kvik: &Side) {
         eprintln!("{test}: {} steps, kvik matches etcd", etcd.steps.len());
         return;
     }
-    panic!("{test}: {} problem(s):\n\n{}\n", report.len(), report.join("\n\n"));
+    panic!(
+        "{test}: {} problem(s):\n\n{}\n",
+        report.len(),
+        report.join("\n\n")
+    );
 }
 
 /// Starts both servers and runs `scenario` against each, etcd first.
@@ -743,15 +939,43 @@ fn watch_scenario(s: &mut Side) -> Result<(), String> {
     s.ctl_ok("put b x", &["put", "b", "x"])?;
 
     // Replay of one key's history.
-    let lines = s.watch_fenced("watch a --rev 1", &["watch", "a", "--rev", "1"], 9, &[], "a", Fmt::Simple)?;
-    let expected = ["PUT", "a", "1", "PUT", "a", "2", "DELETE", "a", "", "PUT", "a", "fence-1"];
-    s.check(lines == expected, format!("watch a --rev 1 printed {lines:?}, expected {expected:?}"));
+    let lines = s.watch_fenced(
+        "watch a --rev 1",
+        &["watch", "a", "--rev", "1"],
+        9,
+        &[],
+        "a",
+        Fmt::Simple,
+    )?;
+    let expected = [
+        "PUT", "a", "1", "PUT", "a", "2", "DELETE", "a", "", "PUT", "a", "fence-1",
+    ];
+    s.check(
+        lines == expected,
+        format!("watch a --rev 1 printed {lines:?}, expected {expected:?}"),
+    );
 
     // Prefix, with previous key-values, simple and JSON.
-    s.watch_fenced("watch --prefix a --rev 1 --prev-kv", &["watch", "--prefix", "a", "--rev", "1", "--prev-kv"], 0, &[], "ab", Fmt::Simple)?;
+    s.watch_fenced(
+        "watch --prefix a --rev 1 --prev-kv",
+        &["watch", "--prefix", "a", "--rev", "1", "--prev-kv"],
+        0,
+        &[],
+        "ab",
+        Fmt::Simple,
+    )?;
     let lines = s.watch_fenced(
         "watch --prefix a --rev 1 --prev-kv -w json",
-        &["watch", "--prefix", "a", "--rev", "1", "--prev-kv", "-w", "json"],
+        &[
+            "watch",
+            "--prefix",
+            "a",
+            "--rev",
+            "1",
+            "--prev-kv",
+            "-w",
+            "json",
+        ],
         1,
         &[],
         "a",
@@ -759,17 +983,35 @@ fn watch_scenario(s: &mut Side) -> Result<(), String> {
     )?;
     // The replay is one response of six events, each PUT after the first
     // one of its key and the DELETE carrying the previous value.
-    let replay = lines.first().and_then(|l| serde_json::from_str::<Value>(l).ok()).unwrap_or(Value::Null);
+    let replay = lines
+        .first()
+        .and_then(|l| serde_json::from_str::<Value>(l).ok())
+        .unwrap_or(Value::Null);
     let events = replay["Events"].as_array().cloned().unwrap_or_default();
-    let revs: Vec<i64> = events.iter().filter_map(|e| e["kv"]["mod_revision"].as_i64()).collect();
-    s.check(revs == [2, 3, 4, 5, 7, 8], format!("prefix replay revisions {revs:?}, expected [2, 3, 4, 5, 7, 8]: {replay}"));
+    let revs: Vec<i64> = events
+        .iter()
+        .filter_map(|e| e["kv"]["mod_revision"].as_i64())
+        .collect();
     s.check(
-        events.get(3).is_some_and(|e| e["type"] == 1 && e["prev_kv"]["value"] == standard_base64(b"2")),
+        revs == [2, 3, 4, 5, 7, 8],
+        format!("prefix replay revisions {revs:?}, expected [2, 3, 4, 5, 7, 8]: {replay}"),
+    );
+    s.check(
+        events
+            .get(3)
+            .is_some_and(|e| e["type"] == 1 && e["prev_kv"]["value"] == standard_base64(b"2")),
         format!("the replayed DELETE of a lacks type 1 or prev_kv a=2: {replay}"),
     );
 
     // A key range [a, ac).
-    s.watch_fenced("watch a ac --rev 2", &["watch", "a", "ac", "--rev", "2"], 0, &[], "ab", Fmt::Simple)?;
+    s.watch_fenced(
+        "watch a ac --rev 2",
+        &["watch", "a", "ac", "--rev", "2"],
+        0,
+        &[],
+        "ab",
+        Fmt::Simple,
+    )?;
 
     // Live writes; the watcher starts at the next revision so that none is
     // missed whenever its watch is registered.
@@ -812,7 +1054,10 @@ fn watch_scenario(s: &mut Side) -> Result<(), String> {
         "x",
         Fmt::Exec,
     )?;
-    s.check(lines.iter().filter(|l| l.starts_with("exec ")).count() == 3, format!("exec mode ran the command {lines:?}"));
+    s.check(
+        lines.iter().filter(|l| l.starts_with("exec ")).count() == 3,
+        format!("exec mode ran the command {lines:?}"),
+    );
 
     // Interactive mode, simple and JSON.
     interactive_watch(s, false)?;
@@ -821,11 +1066,31 @@ fn watch_scenario(s: &mut Side) -> Result<(), String> {
     // A watch from a compacted revision is cancelled by the server.
     let rev = s.rev()?.to_string();
     s.ctl_ok("compact", &["compact", &rev])?;
-    let out = s.ctl("watch a --rev 2 after compaction", &["watch", "a", "--rev", "2"])?;
-    s.check(out.code != 0 && out.stderr.iter().any(|l| l.contains("required revision has been compacted")), "watch from a compacted revision was not cancelled");
-    s.ctl("watch a --rev 2 -w json after compaction", &["watch", "a", "--rev", "2", "-w", "json"])?;
+    let out = s.ctl(
+        "watch a --rev 2 after compaction",
+        &["watch", "a", "--rev", "2"],
+    )?;
+    s.check(
+        out.code != 0
+            && out
+                .stderr
+                .iter()
+                .any(|l| l.contains("required revision has been compacted")),
+        "watch from a compacted revision was not cancelled",
+    );
+    s.ctl(
+        "watch a --rev 2 -w json after compaction",
+        &["watch", "a", "--rev", "2", "-w", "json"],
+    )?;
     // The compacted revision itself is still watchable.
-    s.watch_fenced("watch --prefix w --rev <compacted> -w json", &["watch", "--prefix", "w", "--rev", &rev, "-w", "json"], 1, &[], "w", Fmt::Json)?;
+    s.watch_fenced(
+        "watch --prefix w --rev <compacted> -w json",
+        &["watch", "--prefix", "w", "--rev", &rev, "-w", "json"],
+        1,
+        &[],
+        "w",
+        Fmt::Json,
+    )?;
     Ok(())
 }
 
@@ -833,7 +1098,11 @@ fn watch_scenario(s: &mut Side) -> Result<(), String> {
 /// answer to a following `progress` line has been printed.
 fn interactive_watch(s: &mut Side, json: bool) -> Result<(), String> {
     let mode = if json { "watch -i -w json" } else { "watch -i" };
-    let args: &[&str] = if json { &["watch", "-i", "-w", "json"] } else { &["watch", "-i"] };
+    let args: &[&str] = if json {
+        &["watch", "-i", "-w", "json"]
+    } else {
+        &["watch", "-i"]
+    };
     // Lines per progress answer per watcher, per single-event response.
     let (progress, event) = if json { (2, 1) } else { (1, 3) };
     let mut w = s.spawn(args, true);
@@ -878,7 +1147,10 @@ fn interactive_watch(s: &mut Side, json: bool) -> Result<(), String> {
     wait_progress(&mut w, &mut n, 3)?;
     // End of input ends the command.
     let code = w.wait_exit()?;
-    s.check(code != 0 && w.err.seen.last().is_some_and(|l| l.contains("EOF")), format!("{mode} did not end with EOF: {}", w.show()));
+    s.check(
+        code != 0 && w.err.seen.last().is_some_and(|l| l.contains("EOF")),
+        format!("{mode} did not end with EOF: {}", w.show()),
+    );
     s.record_proc(mode, &w, true);
     Ok(())
 }
@@ -887,23 +1159,44 @@ fn interactive_watch(s: &mut Side, json: bool) -> Result<(), String> {
 
 fn lease_scenario(s: &mut Side) -> Result<(), String> {
     let l1 = s.grant("grant 100", &["lease", "grant", "100"])?;
-    let la = s.grant("grant 300 -w json", &["lease", "grant", "300", "-w", "json"])?;
+    let la = s.grant(
+        "grant 300 -w json",
+        &["lease", "grant", "300", "-w", "json"],
+    )?;
     let lb = s.grant("grant 200", &["lease", "grant", "200"])?;
     let lc = s.grant("grant 400", &["lease", "grant", "400"])?;
     // etcd lists leases soonest expiry first.
     let out = s.ctl_ok("lease list", &["lease", "list"])?;
-    let expected = ["found 4 leases".to_string(), hex(l1), hex(lb), hex(la), hex(lc)];
-    s.check(out.stdout == expected, format!("lease list printed {:?}, expected expiry order {expected:?}", out.stdout));
+    let expected = [
+        "found 4 leases".to_string(),
+        hex(l1),
+        hex(lb),
+        hex(la),
+        hex(lc),
+    ];
+    s.check(
+        out.stdout == expected,
+        format!(
+            "lease list printed {:?}, expected expiry order {expected:?}",
+            out.stdout
+        ),
+    );
 
     let h1 = hex(l1);
     s.ctl_ok("put k1 --lease", &["put", "k1", "v1", "--lease", &h1])?;
     s.ctl_ok("put k2 --lease", &["put", "k2", "v2", "--lease", &h1])?;
     s.ctl_ok("timetolive", &["lease", "timetolive", &h1])?;
     s.ctl_ok("timetolive --keys", &["lease", "timetolive", "--keys", &h1])?;
-    s.ctl_ok("timetolive --keys -w json", &["lease", "timetolive", "--keys", &h1, "-w", "json"])?;
+    s.ctl_ok(
+        "timetolive --keys -w json",
+        &["lease", "timetolive", "--keys", &h1, "-w", "json"],
+    )?;
     s.ctl_ok("get k1 -w json", &["get", "k1", "-w", "json"])?;
     s.ctl_ok("keep-alive --once", &["lease", "keep-alive", "--once", &h1])?;
-    s.ctl_ok("keep-alive --once -w json", &["lease", "keep-alive", "--once", &h1, "-w", "json"])?;
+    s.ctl_ok(
+        "keep-alive --once -w json",
+        &["lease", "keep-alive", "--once", &h1, "-w", "json"],
+    )?;
     // The streaming keep-alive prints its first renewal at once.
     let mut ka = s.spawn(&["lease", "keep-alive", &h1], false);
     ka.wait_out_count(1)?;
@@ -915,11 +1208,31 @@ fn lease_scenario(s: &mut Side) -> Result<(), String> {
     // both DELETE events in one response.
     let next = (s.rev()? + 1).to_string();
     s.ctl_ok("revoke", &["lease", "revoke", &h1])?;
-    let lines = s.watch_fenced("watch --prefix k after revoke -w json", &["watch", "--prefix", "k", "--rev", &next, "-w", "json"], 1, &[], "k", Fmt::Json)?;
-    let resp = lines.first().and_then(|l| serde_json::from_str::<Value>(l).ok()).unwrap_or(Value::Null);
+    let lines = s.watch_fenced(
+        "watch --prefix k after revoke -w json",
+        &["watch", "--prefix", "k", "--rev", &next, "-w", "json"],
+        1,
+        &[],
+        "k",
+        Fmt::Json,
+    )?;
+    let resp = lines
+        .first()
+        .and_then(|l| serde_json::from_str::<Value>(l).ok())
+        .unwrap_or(Value::Null);
     let deleted: Vec<(String, i64)> = resp["Events"]
         .as_array()
-        .map(|evs| evs.iter().filter(|e| e["type"] == 1).map(|e| (e["kv"]["key"].as_str().unwrap_or("").to_string(), e["kv"]["mod_revision"].as_i64().unwrap_or(0))).collect())
+        .map(|evs| {
+            evs.iter()
+                .filter(|e| e["type"] == 1)
+                .map(|e| {
+                    (
+                        e["kv"]["key"].as_str().unwrap_or("").to_string(),
+                        e["kv"]["mod_revision"].as_i64().unwrap_or(0),
+                    )
+                })
+                .collect()
+        })
         .unwrap_or_default();
     let rev: i64 = next.parse().unwrap();
     s.check(
@@ -927,16 +1240,31 @@ fn lease_scenario(s: &mut Side) -> Result<(), String> {
         format!("revoke: expected DELETE k1, k2 at revision {rev} in one response, got {resp}"),
     );
     let out = s.ctl_ok("get --prefix k after revoke", &["get", "--prefix", "k"])?;
-    s.check(out.stdout == ["k", "fence-1"], format!("keys of a revoked lease remain: {:?}", out.stdout));
+    s.check(
+        out.stdout == ["k", "fence-1"],
+        format!("keys of a revoked lease remain: {:?}", out.stdout),
+    );
 
     // The revoked lease and one that never existed.
     s.ctl("revoke again", &["lease", "revoke", &h1])?;
-    s.ctl("keep-alive --once a revoked lease", &["lease", "keep-alive", "--once", &h1])?;
+    s.ctl(
+        "keep-alive --once a revoked lease",
+        &["lease", "keep-alive", "--once", &h1],
+    )?;
     s.ctl("keep-alive a revoked lease", &["lease", "keep-alive", &h1])?;
     s.ctl("timetolive a revoked lease", &["lease", "timetolive", &h1])?;
-    s.ctl("timetolive an unknown lease", &["lease", "timetolive", "1234"])?;
-    s.ctl("timetolive an unknown lease -w json", &["lease", "timetolive", "1234", "-w", "json"])?;
-    s.ctl("put --lease an unknown lease", &["put", "k3", "v", "--lease", "1234"])?;
+    s.ctl(
+        "timetolive an unknown lease",
+        &["lease", "timetolive", "1234"],
+    )?;
+    s.ctl(
+        "timetolive an unknown lease -w json",
+        &["lease", "timetolive", "1234", "-w", "json"],
+    )?;
+    s.ctl(
+        "put --lease an unknown lease",
+        &["put", "k3", "v", "--lease", "1234"],
+    )?;
 
     // TTL bounds: 9e9 s is the largest etcd grants.
     s.ctl("grant 9000000001", &["lease", "grant", "9000000001"])?;
@@ -949,17 +1277,29 @@ fn lease_scenario(s: &mut Side) -> Result<(), String> {
     // very slow machine.
     for attempt in 1..=3 {
         let g = s.run(&["lease", "grant", "1", "-w", "json"])?;
-        let id = parse_grant(&g).ok_or(format!("grant 1 granted nothing: {:?} {:?}", g.stdout, g.stderr))?;
+        let id = parse_grant(&g).ok_or(format!(
+            "grant 1 granted nothing: {:?} {:?}",
+            g.stdout, g.stderr
+        ))?;
         let hid = hex(id);
         let args_t = ["lease", "timetolive", hid.as_str()];
         let args_j = ["lease", "timetolive", hid.as_str(), "-w", "json"];
         let t = s.run(&args_t)?;
         let j = s.run(&args_j)?;
-        if attempt < 3 && t.stdout.iter().chain(&j.stdout).any(|l| l.contains("expired") || l.contains("\"ttl\":-1")) {
+        if attempt < 3
+            && t.stdout
+                .iter()
+                .chain(&j.stdout)
+                .any(|l| l.contains("expired") || l.contains("\"ttl\":-1"))
+        {
             continue;
         }
         s.learn(id);
-        s.record_out("grant 1 -w json", &["lease", "grant", "1", "-w", "json"], &g);
+        s.record_out(
+            "grant 1 -w json",
+            &["lease", "grant", "1", "-w", "json"],
+            &g,
+        );
         s.record_out("timetolive of the TTL 1 lease", &args_t, &t);
         s.record_out("timetolive -w json of the TTL 1 lease", &args_j, &j);
         break;
@@ -972,26 +1312,54 @@ fn lease_scenario(s: &mut Side) -> Result<(), String> {
     let put_rev = s.rev()?;
     let next = (put_rev + 1).to_string();
     let mut w = s.spawn(&["watch", "exp", "--rev", &next], false);
-    let gone = s.poll("exp to expire", &["get", "exp"], |o| o.code == 0 && o.stdout.is_empty())?;
+    let gone = s.poll("exp to expire", &["get", "exp"], |o| {
+        o.code == 0 && o.stdout.is_empty()
+    })?;
     s.record_out("get exp after expiry", &["get", "exp"], &gone);
     w.wait_out_count(3)?;
     w.kill();
     s.record_proc("watch exp during expiry", &w, false);
-    let lines = s.watch_fenced("watch exp after expiry -w json", &["watch", "exp", "--rev", &next, "-w", "json"], 1, &[], "exp", Fmt::Json)?;
-    let resp = lines.first().and_then(|l| serde_json::from_str::<Value>(l).ok()).unwrap_or(Value::Null);
+    let lines = s.watch_fenced(
+        "watch exp after expiry -w json",
+        &["watch", "exp", "--rev", &next, "-w", "json"],
+        1,
+        &[],
+        "exp",
+        Fmt::Json,
+    )?;
+    let resp = lines
+        .first()
+        .and_then(|l| serde_json::from_str::<Value>(l).ok())
+        .unwrap_or(Value::Null);
     let ev = &resp["Events"][0];
     s.check(
-        ev["type"] == 1 && ev["kv"]["key"] == standard_base64(b"exp") && ev["kv"]["mod_revision"].as_i64() == Some(put_rev + 1),
-        format!("expiry: expected one DELETE exp at the new revision {}, got {resp}", put_rev + 1),
+        ev["type"] == 1
+            && ev["kv"]["key"] == standard_base64(b"exp")
+            && ev["kv"]["mod_revision"].as_i64() == Some(put_rev + 1),
+        format!(
+            "expiry: expected one DELETE exp at the new revision {}, got {resp}",
+            put_rev + 1
+        ),
     );
-    s.ctl("timetolive an expired lease", &["lease", "timetolive", &hex(le)])?;
+    s.ctl(
+        "timetolive an expired lease",
+        &["lease", "timetolive", &hex(le)],
+    )?;
 
     // Once the short leases have expired, three are left, soonest expiry
     // first.
-    let out = s.poll("the short leases to expire", &["lease", "list"], |o| o.stdout.first().is_some_and(|l| l == "found 3 leases"))?;
+    let out = s.poll("the short leases to expire", &["lease", "list"], |o| {
+        o.stdout.first().is_some_and(|l| l == "found 3 leases")
+    })?;
     s.record_out("lease list at the end", &["lease", "list"], &out);
     let expected = ["found 3 leases".to_string(), hex(lb), hex(la), hex(lc)];
-    s.check(out.stdout == expected, format!("lease list printed {:?}, expected expiry order {expected:?}", out.stdout));
+    s.check(
+        out.stdout == expected,
+        format!(
+            "lease list printed {:?}, expected expiry order {expected:?}",
+            out.stdout
+        ),
+    );
     Ok(())
 }
 
@@ -1004,7 +1372,10 @@ fn holder_script(name: &str, events: &Path, marker: Option<&Path>) -> String {
     let ev = shq(events);
     let mut s = format!("echo {name}-acquired >> {ev}; echo \"{name} $ETCD_LOCK_KEY\"");
     if let Some(m) = marker {
-        s.push_str(&format!("; i=0; while [ ! -e {m} ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done", m = shq(m)));
+        s.push_str(&format!(
+            "; i=0; while [ ! -e {m} ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done",
+            m = shq(m)
+        ));
     }
     s.push_str(&format!("; echo {name}-releasing >> {ev}"));
     s
@@ -1013,7 +1384,9 @@ fn holder_script(name: &str, events: &Path, marker: Option<&Path>) -> String {
 /// Polls until `n` keys are under `prefix/` (oldest first); records them.
 fn queued(s: &mut Side, title: &str, prefix: &str, n: usize) -> Result<Vec<String>, String> {
     let args = ["get", "--prefix", prefix, "--keys-only", "--sort-by=CREATE"];
-    let out = s.poll(&format!("{n} keys under {prefix}"), &args, |o| keys_of(o).len() == n)?;
+    let out = s.poll(&format!("{n} keys under {prefix}"), &args, |o| {
+        keys_of(o).len() == n
+    })?;
     s.record_out(title, &args, &out);
     Ok(keys_of(&out))
 }
@@ -1033,7 +1406,13 @@ fn lock_scenario(s: &mut Side) -> Result<(), String> {
     s.learn_key(&keys[1], "L1/")?;
     b.out.drain();
     let so_far = read_events(&events);
-    s.check(b.out.seen.is_empty() && so_far == ["A-acquired"], format!("B got the lock while A held it: B printed {:?}, events {so_far:?}", b.out.seen));
+    s.check(
+        b.out.seen.is_empty() && so_far == ["A-acquired"],
+        format!(
+            "B got the lock while A held it: B printed {:?}, events {so_far:?}",
+            b.out.seen
+        ),
+    );
     std::fs::write(&marker, b"").map_err(|e| e.to_string())?;
     a.wait_exit()?;
     s.record_proc("lock L1 -- A (held until released)", &a, true);
@@ -1041,8 +1420,17 @@ fn lock_scenario(s: &mut Side) -> Result<(), String> {
     b.wait_exit()?;
     s.record_proc("lock L1 -- B (waited for A)", &b, true);
     let order = read_events(&events);
-    s.check(order == ["A-acquired", "A-releasing", "B-acquired", "B-releasing"], format!("lock hand-over order {order:?}"));
-    s.record("lock L1 event order", "(events file)".into(), None, &order, &[]);
+    s.check(
+        order == ["A-acquired", "A-releasing", "B-acquired", "B-releasing"],
+        format!("lock hand-over order {order:?}"),
+    );
+    s.record(
+        "lock L1 event order",
+        "(events file)".into(),
+        None,
+        &order,
+        &[],
+    );
     s.ctl_ok("L1 after both", &["get", "--prefix", "L1/", "--keys-only"])?;
 
     // Without a command: prints the key (and its empty value), holds the lock
@@ -1050,13 +1438,19 @@ fn lock_scenario(s: &mut Side) -> Result<(), String> {
     let mut h = s.spawn(&["lock", "L2"], false);
     h.wait_out_count(2)?;
     let lh = s.learn_key(&h.out.seen[0], "L2/")?;
-    s.ctl_ok("timetolive --keys of the L2 holder's session", &["lease", "timetolive", "--keys", &hex(lh)])?;
+    s.ctl_ok(
+        "timetolive --keys of the L2 holder's session",
+        &["lease", "timetolive", "--keys", &hex(lh)],
+    )?;
     let script_w = holder_script("W", &events, None);
     let mut w = s.spawn(&["lock", "L2", "--", "sh", "-c", &script_w], false);
     let keys = queued(s, "L2 waiters", "L2/", 2)?;
     s.learn_key(&keys[1], "L2/")?;
     w.out.drain();
-    s.check(w.out.seen.is_empty(), format!("W got L2 while the holder had it: {:?}", w.out.seen));
+    s.check(
+        w.out.seen.is_empty(),
+        format!("W got L2 while the holder had it: {:?}", w.out.seen),
+    );
     h.signal(libc::SIGTERM);
     h.wait_exit()?;
     s.record_proc("lock L2 (SIGTERM)", &h, true);
@@ -1078,18 +1472,31 @@ fn lock_scenario(s: &mut Side) -> Result<(), String> {
     v.wait_out_count(1)?;
     v.wait_exit()?;
     s.record_proc("lock L3 -- V (after the holder's lease expired)", &v, true);
-    s.ctl("timetolive of the killed holder's session", &["lease", "timetolive", &hex(lk)])?;
+    s.ctl(
+        "timetolive of the killed holder's session",
+        &["lease", "timetolive", &hex(lk)],
+    )?;
 
     // A holder whose session lease is revoked loses the lock and says so.
     let mut r = s.spawn(&["lock", "--ttl", "2", "L4"], false);
     r.wait_out_count(2)?;
     let lr = s.learn_key(&r.out.seen[0], "L4/")?;
-    s.ctl_ok("revoke the L4 holder's session", &["lease", "revoke", &hex(lr)])?;
+    s.ctl_ok(
+        "revoke the L4 holder's session",
+        &["lease", "revoke", &hex(lr)],
+    )?;
     r.wait_exit()?;
     s.record_proc("lock L4 (session revoked)", &r, true);
 
     // The command's exit status and environment.
-    let args = ["lock", "L5", "--", "sh", "-c", "echo \"$ETCD_LOCK_KEY $ETCD_LOCK_REV\"; exit 3"];
+    let args = [
+        "lock",
+        "L5",
+        "--",
+        "sh",
+        "-c",
+        "echo \"$ETCD_LOCK_KEY $ETCD_LOCK_REV\"; exit 3",
+    ];
     let out = s.run(&args)?;
     if let Some(line) = out.stdout.first() {
         s.learn_key(line, "L5/")?;
@@ -1110,21 +1517,39 @@ fn elect_scenario(s: &mut Side) -> Result<(), String> {
     a.wait_out_count(2)?;
     s.learn_key(&a.out.seen[0], "E/")?;
     o.wait_out_count(2)?;
-    s.check(o.out.seen[..2] == a.out.seen[..2], format!("observer printed {:?}, leader A {:?}", o.out.seen, a.out.seen));
+    s.check(
+        o.out.seen[..2] == a.out.seen[..2],
+        format!(
+            "observer printed {:?}, leader A {:?}",
+            o.out.seen, a.out.seen
+        ),
+    );
 
     let mut b = s.spawn(&["elect", "E", "second"], false);
     let keys = queued(s, "E candidates", "E/", 2)?;
     let lb = s.learn_key(&keys[1], "E/")?;
     b.out.drain();
-    s.check(b.out.seen.is_empty(), format!("B became leader while A led: {:?}", b.out.seen));
+    s.check(
+        b.out.seen.is_empty(),
+        format!("B became leader while A led: {:?}", b.out.seen),
+    );
     // SIGTERM: A resigns; B leads.
     a.signal(libc::SIGTERM);
     a.wait_exit()?;
     s.record_proc("elect E first (SIGTERM)", &a, true);
     b.wait_out_count(2)?;
     o.wait_out_count(4)?;
-    s.check(o.out.seen[2..4] == b.out.seen[..2], format!("observer printed {:?}, leader B {:?}", o.out.seen, b.out.seen));
-    s.ctl("E after A resigned", &["get", "--prefix", "E/", "--keys-only"])?;
+    s.check(
+        o.out.seen[2..4] == b.out.seen[..2],
+        format!(
+            "observer printed {:?}, leader B {:?}",
+            o.out.seen, b.out.seen
+        ),
+    );
+    s.ctl(
+        "E after A resigned",
+        &["get", "--prefix", "E/", "--keys-only"],
+    )?;
 
     // B is killed outright and its session lease revoked (as its expiry
     // would): C leads.
@@ -1136,7 +1561,13 @@ fn elect_scenario(s: &mut Side) -> Result<(), String> {
     c.wait_out_count(2)?;
     s.learn_key(&c.out.seen[0], "E/")?;
     o.wait_out_count(6)?;
-    s.check(o.out.seen[4..6] == c.out.seen[..2], format!("observer printed {:?}, leader C {:?}", o.out.seen, c.out.seen));
+    s.check(
+        o.out.seen[4..6] == c.out.seen[..2],
+        format!(
+            "observer printed {:?}, leader C {:?}",
+            o.out.seen, c.out.seen
+        ),
+    );
 
     // A late observer prints the current leader at once.
     let mut late = s.spawn(&["elect", "-l", "E"], false);
@@ -1181,13 +1612,23 @@ fn etcdctl_elect_matches_etcd() {
 #[test]
 fn normaliser_replaces_only_leases_ids_and_remaining_ttls() {
     let leases = [0x1cbc6910c0f8eb2c_i64, 0x212f5e8865da6f6];
-    let mut n = Normaliser { leases: &leases, side: "test", problems: Vec::new() };
+    let mut n = Normaliser {
+        leases: &leases,
+        side: "test",
+        problems: Vec::new(),
+    };
     assert_eq!(
         n.line("out: lease 1cbc6910c0f8eb2c granted with TTL(100s), remaining(99s)"),
         Line::Text("out: lease <lease-1> granted with TTL(100s), remaining(<remaining>s)".into())
     );
-    assert_eq!(n.line("out: L2/212f5e8865da6f6"), Line::Text("out: L2/<lease-2>".into()));
-    assert_eq!(n.line("out: lease 0000000000001234 already expired"), Line::Text("out: lease 0000000000001234 already expired".into()));
+    assert_eq!(
+        n.line("out: L2/212f5e8865da6f6"),
+        Line::Text("out: L2/<lease-2>".into())
+    );
+    assert_eq!(
+        n.line("out: lease 0000000000001234 already expired"),
+        Line::Text("out: lease 0000000000001234 already expired".into())
+    );
     let Line::Json { value, .. } = n.line(
         r#"out: {"cluster_id":1,"member_id":2,"revision":7,"raft_term":2,"id":2070645449361517356,"ttl":99,"granted-ttl":100,"keys":["azE="]}"#,
     ) else {
@@ -1201,10 +1642,15 @@ fn normaliser_replaces_only_leases_ids_and_remaining_ttls() {
         n.line("out: lease 1cbc6910c0f8eb2c granted with TTL(100s), remaining(99s), attached keys([k2 k1])"),
         Line::Text("out: lease <lease-1> granted with TTL(100s), remaining(<remaining>s), attached keys([k1 k2])".into())
     );
-    let Line::Json { value, .. } = n.line(r#"out: {"id":1,"ttl":-1,"granted-ttl":100,"keys":["azI=","azE="]}"#) else {
+    let Line::Json { value, .. } =
+        n.line(r#"out: {"id":1,"ttl":-1,"granted-ttl":100,"keys":["azI=","azE="]}"#)
+    else {
         panic!("not JSON")
     };
-    assert_eq!(value, serde_json::json!({"id":1,"ttl":-1,"granted-ttl":100,"keys":["azE=","azI="]}));
+    assert_eq!(
+        value,
+        serde_json::json!({"id":1,"ttl":-1,"granted-ttl":100,"keys":["azE=","azI="]})
+    );
     assert!(n.problems.is_empty());
     n.line("out: lease 1cbc6910c0f8eb2c granted with TTL(100s), remaining(101s)");
     assert_eq!(n.problems.len(), 1);

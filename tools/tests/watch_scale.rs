@@ -45,16 +45,28 @@ const RSS_BOUND: u64 = 1 << 30;
 const DEADLINE: Duration = Duration::from_secs(60);
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 async fn channel(endpoint: String) -> Channel {
-    tonic::transport::Endpoint::from_shared(endpoint).unwrap().connect().await.expect("connect")
+    tonic::transport::Endpoint::from_shared(endpoint)
+        .unwrap()
+        .connect()
+        .await
+        .expect("connect")
 }
 
 fn rss_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/<pid>/status");
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS line");
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/<pid>/status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .expect("VmRSS line");
     let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
     kib * 1024
 }
@@ -81,9 +93,15 @@ async fn put_all(chans: &[Channel], keys: Vec<Vec<u8>>) -> Vec<(Vec<u8>, i64)> {
         writers.push(tokio::spawn(async move {
             let mut done = Vec::new();
             loop {
-                let Some(key) = queue.lock().unwrap().pop() else { break };
+                let Some(key) = queue.lock().unwrap().pop() else {
+                    break;
+                };
                 let r = kv
-                    .put(pb::PutRequest { key: key.clone(), value: b"v".to_vec(), ..Default::default() })
+                    .put(pb::PutRequest {
+                        key: key.clone(),
+                        value: b"v".to_vec(),
+                        ..Default::default()
+                    })
                     .await
                     .expect("put");
                 done.push((key, r.into_inner().header.unwrap().revision));
@@ -118,16 +136,22 @@ fn prefix(j: usize) -> Vec<u8> {
 
 fn create_req(key: Vec<u8>, range_end: Vec<u8>) -> pb::WatchRequest {
     pb::WatchRequest {
-        request_union: Some(pb::watch_request::RequestUnion::CreateRequest(pb::WatchCreateRequest {
-            key,
-            range_end,
-            ..Default::default()
-        })),
+        request_union: Some(pb::watch_request::RequestUnion::CreateRequest(
+            pb::WatchCreateRequest {
+                key,
+                range_end,
+                ..Default::default()
+            },
+        )),
     }
 }
 
 fn progress_req() -> pb::WatchRequest {
-    pb::WatchRequest { request_union: Some(pb::watch_request::RequestUnion::ProgressRequest(pb::WatchProgressRequest {})) }
+    pb::WatchRequest {
+        request_union: Some(pb::watch_request::RequestUnion::ProgressRequest(
+            pb::WatchProgressRequest {},
+        )),
+    }
 }
 
 fn is_progress(r: &pb::WatchResponse) -> bool {
@@ -137,7 +161,10 @@ fn is_progress(r: &pb::WatchResponse) -> bool {
 async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     let end = Instant::now() + DEADLINE;
     while !cond() {
-        assert!(Instant::now() < end, "timed out after {DEADLINE:?} waiting for {what}");
+        assert!(
+            Instant::now() < end,
+            "timed out after {DEADLINE:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -187,7 +214,11 @@ async fn open_stream(ch: &Channel, targets: Vec<Target>) -> ScaleStream {
     window.acquire().await.unwrap().forget();
     tx.send(reqs.next().unwrap()).await.unwrap();
     let mut client = WatchClient::new(ch.clone()).max_decoding_message_size(usize::MAX);
-    let mut rx = client.watch(ReceiverStream::new(rq)).await.expect("watch call").into_inner();
+    let mut rx = client
+        .watch(ReceiverStream::new(rq))
+        .await
+        .expect("watch call")
+        .into_inner();
     {
         let (seen, window) = (seen.clone(), window.clone());
         tokio::spawn(async move {
@@ -203,7 +234,10 @@ async fn open_stream(ch: &Channel, targets: Vec<Target>) -> ScaleStream {
                             s.ids.push(r.watch_id);
                             window.add_permits(1);
                         } else if r.canceled {
-                            s.odd.push(format!("watch {} cancelled (compact_revision {})", r.watch_id, r.compact_revision));
+                            s.odd.push(format!(
+                                "watch {} cancelled (compact_revision {})",
+                                r.watch_id, r.compact_revision
+                            ));
                         } else if is_progress(&r) {
                             if r.watch_id == -1 {
                                 let rev = r.header.as_ref().map_or(0, |h| h.revision);
@@ -427,10 +461,16 @@ fn pipelined_creates_are_all_answered() {
             let ch = channel(server.endpoint()).await;
             let (tx, rq) = mpsc::channel(CREATES);
             for i in 0..CREATES {
-                tx.send(create_req(single_key(i), Vec::new())).await.unwrap();
+                tx.send(create_req(single_key(i), Vec::new()))
+                    .await
+                    .unwrap();
             }
             let mut client = WatchClient::new(ch);
-            let mut rx = client.watch(ReceiverStream::new(rq)).await.expect("watch call").into_inner();
+            let mut rx = client
+                .watch(ReceiverStream::new(rq))
+                .await
+                .expect("watch call")
+                .into_inner();
             let mut created = 0;
             let end = loop {
                 if created == CREATES {
@@ -447,6 +487,10 @@ fn pipelined_creates_are_all_answered() {
             (created, end)
         });
         println!("{kind:?}: {created} of {CREATES} creates answered; {end:?}");
-        assert!(created == CREATES, "{kind:?}: {created} of {CREATES} pipelined creates answered, then {}", end.unwrap_or_default());
+        assert!(
+            created == CREATES,
+            "{kind:?}: {created} of {CREATES} pipelined creates answered, then {}",
+            end.unwrap_or_default()
+        );
     }
 }

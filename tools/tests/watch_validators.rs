@@ -93,11 +93,19 @@ const MAX_REQUEST_BYTES: &str = "262144";
 // ------------------------------------------------------------------ helpers
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 async fn channel(endpoint: String) -> Channel {
-    tonic::transport::Endpoint::from_shared(endpoint).unwrap().connect().await.expect("connect")
+    tonic::transport::Endpoint::from_shared(endpoint)
+        .unwrap()
+        .connect()
+        .await
+        .expect("connect")
 }
 
 /// A connection with small HTTP/2 windows, so that a reader that stops
@@ -202,7 +210,11 @@ fn is_progress(r: &pb::WatchResponse) -> bool {
 
 async fn current_rev(kv: &mut Kv) -> i64 {
     let r = kv
-        .range(pb::RangeRequest { key: b"\0probe".to_vec(), count_only: true, ..Default::default() })
+        .range(pb::RangeRequest {
+            key: b"\0probe".to_vec(),
+            count_only: true,
+            ..Default::default()
+        })
         .await
         .expect("range")
         .into_inner();
@@ -214,18 +226,27 @@ async fn current_rev(kv: &mut Kv) -> i64 {
 async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     let end = Instant::now() + DEADLINE;
     while !cond() {
-        assert!(Instant::now() < end, "timed out after {DEADLINE:?} waiting for {what}");
+        assert!(
+            Instant::now() < end,
+            "timed out after {DEADLINE:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
 fn progress_req() -> pb::WatchRequest {
-    pb::WatchRequest { request_union: Some(pb::watch_request::RequestUnion::ProgressRequest(pb::WatchProgressRequest {})) }
+    pb::WatchRequest {
+        request_union: Some(pb::watch_request::RequestUnion::ProgressRequest(
+            pb::WatchProgressRequest {},
+        )),
+    }
 }
 
 fn cancel_req(id: i64) -> pb::WatchRequest {
     pb::WatchRequest {
-        request_union: Some(pb::watch_request::RequestUnion::CancelRequest(pb::WatchCancelRequest { watch_id: id })),
+        request_union: Some(pb::watch_request::RequestUnion::CancelRequest(
+            pb::WatchCancelRequest { watch_id: id },
+        )),
     }
 }
 
@@ -234,9 +255,17 @@ fn cancel_req(id: i64) -> pb::WatchRequest {
 /// One change of a write, as the writer sent it.
 #[derive(Clone, Debug)]
 enum Change {
-    Put { key: Vec<u8>, value: Vec<u8>, lease: i64 },
+    Put {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        lease: i64,
+    },
     /// `deleted` as the server answered it, checked against the replay.
-    Delete { key: Vec<u8>, range_end: Vec<u8>, deleted: i64 },
+    Delete {
+        key: Vec<u8>,
+        range_end: Vec<u8>,
+        deleted: i64,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -268,7 +297,11 @@ impl Model {
 
     /// Events of revisions `lo..=hi`, in order.
     fn between(&self, lo: i64, hi: i64) -> impl Iterator<Item = &mvccpb::Event> {
-        let range = if lo <= hi { self.events.range(lo..=hi) } else { self.events.range(0..0) };
+        let range = if lo <= hi {
+            self.events.range(lo..=hi)
+        } else {
+            self.events.range(0..0)
+        };
         range.flat_map(|(_, evs)| evs.iter())
     }
 
@@ -282,24 +315,26 @@ fn build_model(mut recs: Vec<Recorded>) -> Result<Model, String> {
     let mut state: BTreeMap<Vec<u8>, mvccpb::KeyValue> = BTreeMap::new();
     let mut leases: HashMap<i64, BTreeSet<Vec<u8>>> = HashMap::new();
     let mut model = Model::default();
-    let mut expect = 2;
-    for r in recs {
+    for (expect, r) in (2..).zip(recs) {
         if r.revision != expect {
             return Err(format!(
                 "writers' record: revision {} ({}) follows {}: {}",
                 r.revision,
                 r.by,
                 expect - 1,
-                if r.revision < expect { "two writes got one revision" } else { "a revision has no recorded write" }
+                if r.revision < expect {
+                    "two writes got one revision"
+                } else {
+                    "a revision has no recorded write"
+                }
             ));
         }
-        expect += 1;
         let rev = r.revision;
         let mut evs = Vec::new();
         let delete = |key: &Vec<u8>,
-                          state: &mut BTreeMap<Vec<u8>, mvccpb::KeyValue>,
-                          leases: &mut HashMap<i64, BTreeSet<Vec<u8>>>,
-                          evs: &mut Vec<mvccpb::Event>| {
+                      state: &mut BTreeMap<Vec<u8>, mvccpb::KeyValue>,
+                      leases: &mut HashMap<i64, BTreeSet<Vec<u8>>>,
+                      evs: &mut Vec<mvccpb::Event>| {
             let prev = state.remove(key).expect("deleting a live key");
             if prev.lease != 0 {
                 if let Some(s) = leases.get_mut(&prev.lease) {
@@ -308,7 +343,11 @@ fn build_model(mut recs: Vec<Recorded>) -> Result<Model, String> {
             }
             evs.push(mvccpb::Event {
                 r#type: DELETE,
-                kv: Some(mvccpb::KeyValue { key: key.clone(), mod_revision: rev, ..Default::default() }),
+                kv: Some(mvccpb::KeyValue {
+                    key: key.clone(),
+                    mod_revision: rev,
+                    ..Default::default()
+                }),
                 prev_kv: Some(prev),
             });
         };
@@ -337,11 +376,22 @@ fn build_model(mut recs: Vec<Recorded>) -> Result<Model, String> {
                                 leases.entry(lease).or_default().insert(key.clone());
                             }
                             state.insert(key, kv.clone());
-                            evs.push(mvccpb::Event { r#type: PUT, kv: Some(kv), prev_kv: prev });
+                            evs.push(mvccpb::Event {
+                                r#type: PUT,
+                                kv: Some(kv),
+                                prev_kv: prev,
+                            });
                         }
-                        Change::Delete { key, range_end, deleted } => {
-                            let keys: Vec<Vec<u8>> =
-                                state.keys().filter(|k| in_range(k, &key, &range_end)).cloned().collect();
+                        Change::Delete {
+                            key,
+                            range_end,
+                            deleted,
+                        } => {
+                            let keys: Vec<Vec<u8>> = state
+                                .keys()
+                                .filter(|k| in_range(k, &key, &range_end))
+                                .cloned()
+                                .collect();
                             if keys.len() as i64 != deleted {
                                 return Err(format!(
                                     "revision {rev} ({}): DeleteRange [{}, {}) answered deleted={deleted}, the replay deletes {}",
@@ -366,7 +416,10 @@ fn build_model(mut recs: Vec<Recorded>) -> Result<Model, String> {
             }
         }
         if evs.is_empty() {
-            return Err(format!("revision {rev} ({}) changes nothing in the replay", r.by));
+            return Err(format!(
+                "revision {rev} ({}) changes nothing in the replay",
+                r.by
+            ));
         }
         model.events.insert(rev, evs);
     }
@@ -392,7 +445,12 @@ struct Spec {
 
 impl Spec {
     fn new(name: &str, key: &[u8], range_end: &[u8]) -> Spec {
-        Spec { name: name.into(), key: key.to_vec(), range_end: range_end.to_vec(), ..Default::default() }
+        Spec {
+            name: name.into(),
+            key: key.to_vec(),
+            range_end: range_end.to_vec(),
+            ..Default::default()
+        }
     }
     fn prefix(name: &str, p: &[u8]) -> Spec {
         Spec::new(name, p, &prefix_end(p))
@@ -438,16 +496,18 @@ impl Spec {
             filters.push(FilterType::Nodelete as i32);
         }
         pb::WatchRequest {
-            request_union: Some(pb::watch_request::RequestUnion::CreateRequest(pb::WatchCreateRequest {
-                key: self.key.clone(),
-                range_end: self.range_end.clone(),
-                start_revision: self.start_revision,
-                progress_notify: self.progress_notify,
-                filters,
-                prev_kv: self.prev_kv,
-                watch_id: 0,
-                fragment: self.fragment,
-            })),
+            request_union: Some(pb::watch_request::RequestUnion::CreateRequest(
+                pb::WatchCreateRequest {
+                    key: self.key.clone(),
+                    range_end: self.range_end.clone(),
+                    start_revision: self.start_revision,
+                    progress_notify: self.progress_notify,
+                    filters,
+                    prev_kv: self.prev_kv,
+                    watch_id: 0,
+                    fragment: self.fragment,
+                },
+            )),
         }
     }
 }
@@ -513,7 +573,10 @@ impl View<'_> {
     }
 
     fn label(&self, h: &History) -> String {
-        format!("{}/{} (id {})", h.streams[self.stream].name, self.spec.name, self.id)
+        format!(
+            "{}/{} (id {})",
+            h.streams[self.stream].name, self.spec.name, self.id
+        )
     }
 
     /// The history's events this watch must get: in its range, after its
@@ -543,12 +606,18 @@ fn derive(h: &History) -> (Vec<View<'_>>, Vec<String>) {
             let rev = header_rev(&r.header);
             if r.created {
                 let Some(spec) = s.creates.get(next_create) else {
-                    bad.push(format!("{}: response {at} answers a create that was never sent", s.name));
+                    bad.push(format!(
+                        "{}: response {at} answers a create that was never sent",
+                        s.name
+                    ));
                     continue;
                 };
                 next_create += 1;
                 if r.canceled {
-                    bad.push(format!("{}: create of {} refused: {:?}", s.name, spec.name, r.cancel_reason));
+                    bad.push(format!(
+                        "{}: create of {} refused: {:?}",
+                        s.name, spec.name, r.cancel_reason
+                    ));
                     continue;
                 }
                 if active.contains_key(&r.watch_id) {
@@ -572,7 +641,10 @@ fn derive(h: &History) -> (Vec<View<'_>>, Vec<String>) {
                         views[v].end_at = Some(at);
                         views[v].compact_revision = r.compact_revision;
                     }
-                    None => bad.push(format!("{}: response {at} cancels unknown watch {}", s.name, r.watch_id)),
+                    None => bad.push(format!(
+                        "{}: response {at} cancels unknown watch {}",
+                        s.name, r.watch_id
+                    )),
                 }
             } else if is_progress(r) {
                 if r.watch_id == -1 {
@@ -582,11 +654,17 @@ fn derive(h: &History) -> (Vec<View<'_>>, Vec<String>) {
                 } else if let Some(&v) = active.get(&r.watch_id) {
                     views[v].progress.push((at, rev));
                 } else {
-                    bad.push(format!("{}: response {at}: progress for unknown watch {}", s.name, r.watch_id));
+                    bad.push(format!(
+                        "{}: response {at}: progress for unknown watch {}",
+                        s.name, r.watch_id
+                    ));
                 }
             } else {
                 let Some(&v) = active.get(&r.watch_id) else {
-                    bad.push(format!("{}: response {at}: events for unknown watch {}", s.name, r.watch_id));
+                    bad.push(format!(
+                        "{}: response {at}: events for unknown watch {}",
+                        s.name, r.watch_id
+                    ));
                     continue;
                 };
                 let buf = partial.entry(r.watch_id).or_default();
@@ -596,7 +674,12 @@ fn derive(h: &History) -> (Vec<View<'_>>, Vec<String>) {
                 }
                 logical += 1;
                 for ev in std::mem::take(buf) {
-                    views[v].deliveries.push(Delivery { at, logical, header: rev, ev });
+                    views[v].deliveries.push(Delivery {
+                        at,
+                        logical,
+                        header: rev,
+                        ev,
+                    });
                 }
             }
         }
@@ -655,7 +738,10 @@ impl Report {
 
 fn validate(h: &History) -> Report {
     let (views, structure) = derive(h);
-    let mut r = Report { structure, ..Default::default() };
+    let mut r = Report {
+        structure,
+        ..Default::default()
+    };
     for v in &views {
         check_ordered(h, v, &mut r.ordered);
         check_unique(h, v, &mut r.unique);
@@ -675,13 +761,23 @@ fn check_ordered(h: &History, v: &View, out: &mut Vec<String>) {
     for d in &v.deliveries {
         let rev = ev_rev(&d.ev);
         if d.header < rev {
-            out.push(format!("{}: response header revision {} below its event's {rev}", v.label(h), d.header));
+            out.push(format!(
+                "{}: response header revision {} below its event's {rev}",
+                v.label(h),
+                d.header
+            ));
         }
         if let Some((pr, pl)) = prev {
             if rev < pr {
-                out.push(format!("{}: revision {rev} delivered after {pr}", v.label(h)));
+                out.push(format!(
+                    "{}: revision {rev} delivered after {pr}",
+                    v.label(h)
+                ));
             } else if d.logical != pl && rev == pr {
-                out.push(format!("{}: revision {rev} in two responses in a row", v.label(h)));
+                out.push(format!(
+                    "{}: revision {rev} in two responses in a row",
+                    v.label(h)
+                ));
             }
         }
         prev = Some((rev, d.logical));
@@ -692,7 +788,12 @@ fn check_unique(h: &History, v: &View, out: &mut Vec<String>) {
     let mut seen = HashSet::new();
     for d in &v.deliveries {
         if !seen.insert((ev_rev(&d.ev), ev_key(&d.ev).to_vec())) {
-            out.push(format!("{}: ({}, {}) delivered twice", v.label(h), ev_rev(&d.ev), show(ev_key(&d.ev))));
+            out.push(format!(
+                "{}: ({}, {}) delivered twice",
+                v.label(h),
+                ev_rev(&d.ev),
+                show(ev_key(&d.ev))
+            ));
         }
     }
 }
@@ -704,17 +805,28 @@ fn check_atomic(h: &History, v: &View, expected: &[&mvccpb::Event], out: &mut Ve
     }
     let mut responses: BTreeMap<i64, BTreeMap<usize, usize>> = BTreeMap::new();
     for d in &v.deliveries {
-        *responses.entry(ev_rev(&d.ev)).or_default().entry(d.logical).or_default() += 1;
+        *responses
+            .entry(ev_rev(&d.ev))
+            .or_default()
+            .entry(d.logical)
+            .or_default() += 1;
     }
     for (rev, per) in responses {
         if per.len() > 1 {
-            out.push(format!("{}: revision {rev} split over {} responses", v.label(h), per.len()));
+            out.push(format!(
+                "{}: revision {rev} split over {} responses",
+                v.label(h),
+                per.len()
+            ));
             continue;
         }
         let got: usize = per.values().sum();
         if let Some(&w) = want.get(&rev) {
             if got < w {
-                out.push(format!("{}: a response holds {got} of the {w} events of revision {rev}", v.label(h)));
+                out.push(format!(
+                    "{}: a response holds {got} of the {w} events of revision {rev}",
+                    v.label(h)
+                ));
             }
         }
     }
@@ -774,11 +886,17 @@ fn check_prev_kv(h: &History, v: &View, out: &mut Vec<String>) {
         let rev = ev_rev(&d.ev);
         if !v.spec.prev_kv {
             if d.ev.prev_kv.is_some() {
-                out.push(format!("{}: ({rev}, {}) has prev_kv unasked", v.label(h), show(ev_key(&d.ev))));
+                out.push(format!(
+                    "{}: ({rev}, {}) has prev_kv unasked",
+                    v.label(h),
+                    show(ev_key(&d.ev))
+                ));
             }
             continue;
         }
-        let Some(want) = h.model.event(rev, ev_key(&d.ev)) else { continue };
+        let Some(want) = h.model.event(rev, ev_key(&d.ev)) else {
+            continue;
+        };
         if d.ev.prev_kv == want.prev_kv {
             continue;
         }
@@ -805,7 +923,11 @@ fn check_progress(h: &History, v: &View, expected: &[&mvccpb::Event], out: &mut 
     let mut latest = Vec::with_capacity(expected.len());
     let mut m = 0usize;
     for e in expected {
-        m = m.max(at.get(&(ev_rev(e), ev_key(e))).copied().unwrap_or(usize::MAX));
+        m = m.max(
+            at.get(&(ev_rev(e), ev_key(e)))
+                .copied()
+                .unwrap_or(usize::MAX),
+        );
         latest.push(m);
     }
     for &(p_at, p_rev) in &v.progress {
@@ -831,10 +953,17 @@ fn check_compaction(h: &History, v: &View, out: &mut Vec<String>) {
         return;
     }
     if !h.compactions.contains(&c) {
-        out.push(format!("{}: cancelled with compact_revision {c}, which no compaction made", v.label(h)));
+        out.push(format!(
+            "{}: cancelled with compact_revision {c}, which no compaction made",
+            v.label(h)
+        ));
     }
     if let Some(d) = v.deliveries.iter().find(|d| ev_rev(&d.ev) >= c) {
-        out.push(format!("{}: cancelled at compaction {c} after delivering revision {}", v.label(h), ev_rev(&d.ev)));
+        out.push(format!(
+            "{}: cancelled at compaction {c} after delivering revision {}",
+            v.label(h),
+            ev_rev(&d.ev)
+        ));
     }
     if v.last_seen() + 1 >= c {
         out.push(format!(
@@ -848,16 +977,30 @@ fn check_compaction(h: &History, v: &View, out: &mut Vec<String>) {
 fn check_resumable(h: &History, views: &[View], out: &mut Vec<String>) {
     for w2 in views {
         let Some(k) = w2.spec.resumes else { continue };
-        let Some(w1) = views.iter().find(|v| v.stream == w2.stream && v.create_no == k) else {
-            out.push(format!("{}: the watch it resumes was never created", w2.label(h)));
+        let Some(w1) = views
+            .iter()
+            .find(|v| v.stream == w2.stream && v.create_no == k)
+        else {
+            out.push(format!(
+                "{}: the watch it resumes was never created",
+                w2.label(h)
+            ));
             continue;
         };
         if w1.end_at.is_none() || w1.compact_revision != 0 {
-            out.push(format!("{}: the watch it resumes was not cancelled by the client", w2.label(h)));
+            out.push(format!(
+                "{}: the watch it resumes was not cancelled by the client",
+                w2.label(h)
+            ));
             continue;
         }
         if w2.start() != w1.last_seen() + 1 {
-            out.push(format!("{}: resumed at {}, not at last seen {} + 1", w2.label(h), w2.start(), w1.last_seen()));
+            out.push(format!(
+                "{}: resumed at {}, not at last seen {} + 1",
+                w2.label(h),
+                w2.start(),
+                w1.last_seen()
+            ));
         }
         let mut seen: HashSet<(i64, Vec<u8>)> = HashSet::new();
         for d in w1.deliveries.iter().chain(&w2.deliveries) {
@@ -910,7 +1053,11 @@ struct Ctl {
 
 impl Ctl {
     fn record(&self, revision: i64, write: Write, by: &str) {
-        self.writes.lock().unwrap().push(Recorded { revision, write, by: by.to_string() });
+        self.writes.lock().unwrap().push(Recorded {
+            revision,
+            write,
+            by: by.to_string(),
+        });
     }
     fn problem(&self, p: String) {
         self.problems.lock().unwrap().push(p);
@@ -939,13 +1086,23 @@ impl WStream {
         ctl: Option<Arc<Ctl>>,
     ) -> WStream {
         let (tx, rq) = mpsc::channel(4096);
-        let log = Arc::new(Mutex::new(StreamLog { name: name.into(), ..Default::default() }));
-        let s = WStream { tx, log: log.clone() };
+        let log = Arc::new(Mutex::new(StreamLog {
+            name: name.into(),
+            ..Default::default()
+        }));
+        let s = WStream {
+            tx,
+            log: log.clone(),
+        };
         for spec in first {
             s.create(spec).await;
         }
         let mut client = WatchClient::new(ch.clone()).max_decoding_message_size(usize::MAX);
-        let mut rx = client.watch(ReceiverStream::new(rq)).await.expect("watch call").into_inner();
+        let mut rx = client
+            .watch(ReceiverStream::new(rq))
+            .await
+            .expect("watch call")
+            .into_inner();
         let name = name.to_string();
         tokio::spawn(async move {
             if let Some(mut g) = gate {
@@ -997,50 +1154,105 @@ impl WStream {
     }
 
     fn created(&self) -> usize {
-        self.log.lock().unwrap().responses.iter().filter(|r| r.created).count()
+        self.log
+            .lock()
+            .unwrap()
+            .responses
+            .iter()
+            .filter(|r| r.created)
+            .count()
     }
 
     /// The highest revision of an answered progress request (-1).
     fn progressed(&self) -> i64 {
         let l = self.log.lock().unwrap();
-        l.responses.iter().filter(|r| r.watch_id == -1 && is_progress(r)).map(|r| header_rev(&r.header)).max().unwrap_or(0)
+        l.responses
+            .iter()
+            .filter(|r| r.watch_id == -1 && is_progress(r))
+            .map(|r| header_rev(&r.header))
+            .max()
+            .unwrap_or(0)
     }
 
     /// The watch id answered to the stream's `n`th create.
     fn id_of(&self, n: usize) -> Option<i64> {
         let l = self.log.lock().unwrap();
-        l.responses.iter().filter(|r| r.created).nth(n).map(|r| r.watch_id)
+        l.responses
+            .iter()
+            .filter(|r| r.created)
+            .nth(n)
+            .map(|r| r.watch_id)
     }
 
     /// What the `n`th create's watch has seen, as the Reliable validator
     /// counts it (last event or progress revision).
     fn last_seen(&self, n: usize) -> i64 {
-        let h = History { model: Arc::new(Model::default()), compactions: Vec::new(), streams: vec![self.snapshot()] };
+        let h = History {
+            model: Arc::new(Model::default()),
+            compactions: Vec::new(),
+            streams: vec![self.snapshot()],
+        };
         let (views, _) = derive(&h);
-        views.iter().find(|v| v.create_no == n).map(|v| v.last_seen()).expect("watch created")
+        views
+            .iter()
+            .find(|v| v.create_no == n)
+            .map(|v| v.last_seen())
+            .expect("watch created")
     }
 
     fn canceled(&self, id: i64) -> Option<pb::WatchResponse> {
         let l = self.log.lock().unwrap();
-        l.responses.iter().find(|r| r.canceled && !r.created && r.watch_id == id).cloned()
+        l.responses
+            .iter()
+            .find(|r| r.canceled && !r.created && r.watch_id == id)
+            .cloned()
     }
 }
 
-async fn record_put(kv: &mut Kv, ctl: &Ctl, by: &str, key: Vec<u8>, value: Vec<u8>, lease: i64) -> Result<i64, tonic::Status> {
-    let r = kv.put(pb::PutRequest { key: key.clone(), value: value.clone(), lease, ..Default::default() }).await?;
+async fn record_put(
+    kv: &mut Kv,
+    ctl: &Ctl,
+    by: &str,
+    key: Vec<u8>,
+    value: Vec<u8>,
+    lease: i64,
+) -> Result<i64, tonic::Status> {
+    let r = kv
+        .put(pb::PutRequest {
+            key: key.clone(),
+            value: value.clone(),
+            lease,
+            ..Default::default()
+        })
+        .await?;
     let rev = header_rev(&r.into_inner().header);
-    ctl.record(rev, Write::Changes(vec![Change::Put { key, value: squash(&value), lease }]), by);
+    ctl.record(
+        rev,
+        Write::Changes(vec![Change::Put {
+            key,
+            value: squash(&value),
+            lease,
+        }]),
+        by,
+    );
     Ok(rev)
 }
 
 fn to_op(c: &Change) -> pb::RequestOp {
     pb::RequestOp {
         request: Some(match c {
-            Change::Put { key, value, lease } => {
-                Req::RequestPut(pb::PutRequest { key: key.clone(), value: value.clone(), lease: *lease, ..Default::default() })
-            }
+            Change::Put { key, value, lease } => Req::RequestPut(pb::PutRequest {
+                key: key.clone(),
+                value: value.clone(),
+                lease: *lease,
+                ..Default::default()
+            }),
             Change::Delete { key, range_end, .. } => {
-                Req::RequestDeleteRange(pb::DeleteRangeRequest { key: key.clone(), range_end: range_end.clone(), ..Default::default() })
+                Req::RequestDeleteRange(pb::DeleteRangeRequest {
+                    key: key.clone(),
+                    range_end: range_end.clone(),
+                    ..Default::default()
+                })
             }
         }),
     }
@@ -1088,16 +1300,44 @@ async fn writer(name: String, mut kv: Kv, seed: u64, ctl: Arc<Ctl>) {
         let value = format!("{name}-{n}").into_bytes();
         let p = rng.random_range(0..100);
         let res = if p < 50 {
-            record_put(&mut kv, &ctl, &name, small_key(rng.random_range(0..KEYS)), value, 0).await.map(|_| ())
+            record_put(
+                &mut kv,
+                &ctl,
+                &name,
+                small_key(rng.random_range(0..KEYS)),
+                value,
+                0,
+            )
+            .await
+            .map(|_| ())
         } else if p < 72 {
             let a = rng.random_range(0..KEYS);
-            let (key, range_end) = if p < 65 { (small_key(a), Vec::new()) } else { (small_key(a), small_key(a + 4)) };
-            match kv.delete_range(pb::DeleteRangeRequest { key: key.clone(), range_end: range_end.clone(), ..Default::default() }).await {
+            let (key, range_end) = if p < 65 {
+                (small_key(a), Vec::new())
+            } else {
+                (small_key(a), small_key(a + 4))
+            };
+            match kv
+                .delete_range(pb::DeleteRangeRequest {
+                    key: key.clone(),
+                    range_end: range_end.clone(),
+                    ..Default::default()
+                })
+                .await
+            {
                 Ok(r) => {
                     let r = r.into_inner();
                     // A delete of nothing takes no revision.
                     if r.deleted > 0 {
-                        ctl.record(header_rev(&r.header), Write::Changes(vec![Change::Delete { key, range_end, deleted: r.deleted }]), &name);
+                        ctl.record(
+                            header_rev(&r.header),
+                            Write::Changes(vec![Change::Delete {
+                                key,
+                                range_end,
+                                deleted: r.deleted,
+                            }]),
+                            &name,
+                        );
                     }
                     Ok(())
                 }
@@ -1110,8 +1350,16 @@ async fn writer(name: String, mut kv: Kv, seed: u64, ctl: Arc<Ctl>) {
             }
             let mut ks: Vec<u32> = ks.into_iter().collect();
             ks.rotate_left(rng.random_range(0..5));
-            let put = |i: u32, tag: &str| Change::Put { key: small_key(i), value: format!("{name}-{n}-{tag}").into_bytes(), lease: 0 };
-            let del = |i: u32| Change::Delete { key: small_key(i), range_end: Vec::new(), deleted: 0 };
+            let put = |i: u32, tag: &str| Change::Put {
+                key: small_key(i),
+                value: format!("{name}-{n}-{tag}").into_bytes(),
+                lease: 0,
+            };
+            let del = |i: u32| Change::Delete {
+                key: small_key(i),
+                range_end: Vec::new(),
+                deleted: 0,
+            };
             let compare = vec![pb::Compare {
                 result: CompareResult::Greater as i32,
                 target: CompareTarget::Version as i32,
@@ -1121,7 +1369,9 @@ async fn writer(name: String, mut kv: Kv, seed: u64, ctl: Arc<Ctl>) {
             }];
             let success = vec![put(ks[0], "a"), put(ks[1], "b"), del(ks[2])];
             let failure = vec![del(ks[3]), put(ks[4], "c")];
-            record_txn(&mut kv, &ctl, &name, compare, success, failure).await.map(|_| ())
+            record_txn(&mut kv, &ctl, &name, compare, success, failure)
+                .await
+                .map(|_| ())
         };
         if let Err(e) = res {
             ctl.problem(format!("{name}: request failed: {e}"));
@@ -1141,7 +1391,8 @@ async fn big_writer(name: String, mut kv: Kv, seed: u64, ctl: Arc<Ctl>) {
             ctl.problem(format!("{name}: put failed: {e}"));
             return;
         }
-        ctl.big_bytes.fetch_add(BIG_VALUE_BYTES as u64, Ordering::Relaxed);
+        ctl.big_bytes
+            .fetch_add(BIG_VALUE_BYTES as u64, Ordering::Relaxed);
     }
 }
 
@@ -1188,7 +1439,7 @@ async fn lease_owner(name: String, ch: Channel, ctl: Arc<Ctl>) {
                     last = rev;
                 }
             }
-            if attached > 0 && cycle % 3 == 0 {
+            if attached > 0 && cycle.is_multiple_of(3) {
                 if let Ok(r) = leases.lease_revoke(pb::LeaseRevokeRequest { id }).await {
                     ctl.record(header_rev(&r.into_inner().header), Write::Revoke(id), &name);
                     ctl.lease_revokes.fetch_add(1, Ordering::Relaxed);
@@ -1247,13 +1498,21 @@ async fn compactor(mut kv: Kv, seed: u64, ctl: Arc<Ctl>) {
     while !ctl.stopping() {
         tick.tick().await;
         let floors = ctl.floors.lock().await;
-        let Some(min) = floors.values().copied().min() else { continue };
+        let Some(min) = floors.values().copied().min() else {
+            continue;
+        };
         let target = min.min(current_rev(&mut kv).await - 1);
         let last = ctl.compactions.lock().unwrap().last().copied().unwrap_or(0);
         if target <= last {
             continue;
         }
-        match kv.compact(pb::CompactionRequest { revision: target, physical: rng.random_bool(0.3) }).await {
+        match kv
+            .compact(pb::CompactionRequest {
+                revision: target,
+                physical: rng.random_bool(0.3),
+            })
+            .await
+        {
             Ok(_) => ctl.compactions.lock().unwrap().push(target),
             Err(e) => ctl.problem(format!("compact {target}: {e}")),
         }
@@ -1289,7 +1548,16 @@ async fn record_history(server: &Server) -> Run {
 
     // Some history before the watches, for the historical ones.
     for i in 0..60u32 {
-        record_put(&mut kv, &ctl, "seed", small_key(i % KEYS), format!("seed-{i}").into_bytes(), 0).await.unwrap();
+        record_put(
+            &mut kv,
+            &ctl,
+            "seed",
+            small_key(i % KEYS),
+            format!("seed-{i}").into_bytes(),
+            0,
+        )
+        .await
+        .unwrap();
     }
 
     let (release, gate) = tokio::sync::watch::channel(false);
@@ -1300,7 +1568,10 @@ async fn record_history(server: &Server) -> Run {
             Spec::new("all prev_kv", b"", b"\0").prev(),
             Spec::prefix("k/ from 2", b"k/").start(2),
             Spec::new("k/07 prev_kv", b"k/07", b"").prev(),
-            Spec::new("k/13 from 10 prev_kv notify", b"k/13", b"").start(10).prev().notify(),
+            Spec::new("k/13 from 10 prev_kv notify", b"k/13", b"")
+                .start(10)
+                .prev()
+                .notify(),
         ],
         None,
         Some(ctl.clone()),
@@ -1332,8 +1603,18 @@ async fn record_history(server: &Server) -> Run {
         Some(ctl.clone()),
     )
     .await;
-    let s2 = WStream::open("S2", &ch_s2, vec![Spec::prefix("big/ stalls, compacted", b"big/")], Some(gate.clone()), None).await;
-    wait_for("the first watches", || n1.created() == 4 && n2.created() == 4 && n3.created() == 4).await;
+    let s2 = WStream::open(
+        "S2",
+        &ch_s2,
+        vec![Spec::prefix("big/ stalls, compacted", b"big/")],
+        Some(gate.clone()),
+        None,
+    )
+    .await;
+    wait_for("the first watches", || {
+        n1.created() == 4 && n2.created() == 4 && n3.created() == 4
+    })
+    .await;
     {
         let mut f = ctl.floors.lock().await;
         for n in ["N1", "N2", "N3"] {
@@ -1343,13 +1624,27 @@ async fn record_history(server: &Server) -> Run {
 
     let mut tasks = Vec::new();
     for (i, ch) in [&ch_a, &ch_a, &ch_b].into_iter().enumerate() {
-        tasks.push(tokio::spawn(writer(format!("w{i}"), kv_client(ch), 100 + i as u64, ctl.clone())));
+        tasks.push(tokio::spawn(writer(
+            format!("w{i}"),
+            kv_client(ch),
+            100 + i as u64,
+            ctl.clone(),
+        )));
     }
     for i in 0..2 {
-        tasks.push(tokio::spawn(big_writer(format!("b{i}"), kv_client(&ch_b), 200 + i, ctl.clone())));
+        tasks.push(tokio::spawn(big_writer(
+            format!("b{i}"),
+            kv_client(&ch_b),
+            200 + i,
+            ctl.clone(),
+        )));
     }
     for i in 0..3 {
-        tasks.push(tokio::spawn(lease_owner(format!("lease{i}"), ch_b.clone(), ctl.clone())));
+        tasks.push(tokio::spawn(lease_owner(
+            format!("lease{i}"),
+            ch_b.clone(),
+            ctl.clone(),
+        )));
     }
     tasks.push(tokio::spawn(compactor(kv_client(&ch_a), 300, ctl.clone())));
     let mut pings = Vec::new();
@@ -1358,7 +1653,10 @@ async fn record_history(server: &Server) -> Run {
     }
 
     // Phase 1: S2 reads nothing while BEHIND_BYTES of big/ go by.
-    wait_for("big/ writes behind S2", || ctl.big_bytes.load(Ordering::Relaxed) >= BEHIND_BYTES).await;
+    wait_for("big/ writes behind S2", || {
+        ctl.big_bytes.load(Ordering::Relaxed) >= BEHIND_BYTES
+    })
+    .await;
     // S1 starts at T, where S2 has surely stalled before; compaction may
     // reach T but not pass it until S1 has answered a progress request.
     let t = {
@@ -1372,9 +1670,14 @@ async fn record_history(server: &Server) -> Run {
         &ch_s1,
         vec![
             Spec::new("all from T prev_kv", b"", b"\0").start(t).prev(),
-            Spec::prefix("big/ from T fragment", b"big/").start(t).frag(),
+            Spec::prefix("big/ from T fragment", b"big/")
+                .start(t)
+                .frag(),
             Spec::prefix("k/ from T prev_kv", b"k/").start(t).prev(),
-            Spec::prefix("k/ from T no_put prev_kv", b"k/").start(t).no_put().prev(),
+            Spec::prefix("k/ from T no_put prev_kv", b"k/")
+                .start(t)
+                .no_put()
+                .prev(),
             Spec::prefix("l/", b"l/"),
         ],
         Some(gate.clone()),
@@ -1395,13 +1698,22 @@ async fn record_history(server: &Server) -> Run {
     n2.send(cancel_req(r1)).await;
     wait_for("the resumable watch's cancel", || n2.canceled(r1).is_some()).await;
     let resume_at = n2.last_seen(3) + 1;
-    let mut spec = Spec::new("[k/10, k/20) prev_kv, resumed", b"k/10", b"k/20").prev().start(resume_at);
+    let mut spec = Spec::new("[k/10, k/20) prev_kv, resumed", b"k/10", b"k/20")
+        .prev()
+        .start(resume_at);
     spec.resumes = Some(3);
     n2.create(spec).await;
     wait_for("the resumed watch", || n2.created() == 5).await;
-    let created_at = n2.snapshot().responses.iter().rposition(|r| r.created).unwrap();
+    let created_at = n2
+        .snapshot()
+        .responses
+        .iter()
+        .rposition(|r| r.created)
+        .unwrap();
     wait_for("a progress answer covering the resumed watch", || {
-        n2.snapshot().responses[created_at..].iter().any(|r| r.watch_id == -1 && is_progress(r))
+        n2.snapshot().responses[created_at..]
+            .iter()
+            .any(|r| r.watch_id == -1 && is_progress(r))
     })
     .await;
     ctl.floors.lock().await.remove("resume");
@@ -1410,26 +1722,38 @@ async fn record_history(server: &Server) -> Run {
     // compaction passes where S2 stalled.
     wait_for("big/ writes behind S1, compaction at T", || {
         ctl.big_bytes.load(Ordering::Relaxed) >= big_at_t + BEHIND_BYTES
-            && ctl.compactions.lock().unwrap().last().is_some_and(|&c| c >= t)
+            && ctl
+                .compactions
+                .lock()
+                .unwrap()
+                .last()
+                .is_some_and(|&c| c >= t)
     })
     .await;
     // A watch from a compacted revision, on a stream that keeps up.
     let compacted_before_wc = *ctl.compactions.lock().unwrap().last().unwrap();
-    n2.create(Spec::prefix("k/ from 2, compacted", b"k/").start(2)).await;
+    n2.create(Spec::prefix("k/ from 2, compacted", b"k/").start(2))
+        .await;
     wait_for("the compacted watch's create", || n2.created() == 6).await;
 
     // Phase 3: the slow streams read again.
     release.send(true).unwrap();
     wait_for("S2's created response", || s2.created() == 1).await;
     let s2_id = s2.id_of(0).expect("S2 watch created");
-    wait_for("S2's watch cancelled by compaction", || s2.canceled(s2_id).is_some()).await;
+    wait_for("S2's watch cancelled by compaction", || {
+        s2.canceled(s2_id).is_some()
+    })
+    .await;
     wait_for("S1 caught up once", || s1.progressed() > 0).await;
     let big_at_release = ctl.big_bytes.load(Ordering::Relaxed);
-    wait_for("writes after the slow streams caught up, and leases expired and revoked", || {
-        ctl.big_bytes.load(Ordering::Relaxed) >= big_at_release + (1 << 20)
-            && ctl.lease_expiries.load(Ordering::Relaxed) >= 6
-            && ctl.lease_revokes.load(Ordering::Relaxed) >= 2
-    })
+    wait_for(
+        "writes after the slow streams caught up, and leases expired and revoked",
+        || {
+            ctl.big_bytes.load(Ordering::Relaxed) >= big_at_release + (1 << 20)
+                && ctl.lease_expiries.load(Ordering::Relaxed) >= 6
+                && ctl.lease_revokes.load(Ordering::Relaxed) >= 2
+        },
+    )
     .await;
 
     ctl.stop_writes.store(true, Ordering::Relaxed);
@@ -1438,9 +1762,10 @@ async fn record_history(server: &Server) -> Run {
     }
     let final_revision = current_rev(&mut kv).await;
     for s in [&n1, &n2, &n3, &s1] {
-        wait_for("every stream answering a progress request at the final revision", || {
-            s.progressed() >= final_revision
-        })
+        wait_for(
+            "every stream answering a progress request at the final revision",
+            || s.progressed() >= final_revision,
+        )
         .await;
     }
     ctl.stop_pings.store(true, Ordering::Relaxed);
@@ -1448,13 +1773,24 @@ async fn record_history(server: &Server) -> Run {
         p.await.unwrap();
     }
     let problems = ctl.problems.lock().unwrap().clone();
-    assert!(problems.is_empty(), "the writers hit problems:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "the writers hit problems:\n{}",
+        problems.join("\n")
+    );
 
-    let streams: Vec<StreamLog> = [&n1, &n2, &n3, &s1, &s2].iter().map(|s| s.snapshot()).collect();
+    let streams: Vec<StreamLog> = [&n1, &n2, &n3, &s1, &s2]
+        .iter()
+        .map(|s| s.snapshot())
+        .collect();
     let writes = std::mem::take(&mut *ctl.writes.lock().unwrap());
     let nwrites = writes.len();
     let model = build_model(writes).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(model.last(), final_revision, "the writers' record ends at the final revision");
+    assert_eq!(
+        model.last(),
+        final_revision,
+        "the writers' record ends at the final revision"
+    );
     let compactions = ctl.compactions.lock().unwrap().clone();
     println!(
         "recorded: {} revisions from {nwrites} writes, {} lease expiries, {} lease revokes, {} compactions (last {:?}), {} MiB of big/ values",
@@ -1465,7 +1801,15 @@ async fn record_history(server: &Server) -> Run {
         compactions.last(),
         ctl.big_bytes.load(Ordering::Relaxed) >> 20
     );
-    Run { history: History { model: Arc::new(model), compactions, streams }, compacted_before_wc, final_revision }
+    Run {
+        history: History {
+            model: Arc::new(model),
+            compactions,
+            streams,
+        },
+        compacted_before_wc,
+        final_revision,
+    }
 }
 
 // ---------------------------------------------------------------- doctoring
@@ -1479,8 +1823,13 @@ fn n1_all(h: &History) -> (usize, i64, Vec<usize>) {
     let si = stream_idx(h, "N1");
     let s = &h.streams[si];
     let id = s.responses.iter().find(|r| r.created).unwrap().watch_id;
-    let at: Vec<usize> =
-        s.responses.iter().enumerate().filter(|(_, r)| r.watch_id == id && !r.events.is_empty()).map(|(i, _)| i).collect();
+    let at: Vec<usize> = s
+        .responses
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.watch_id == id && !r.events.is_empty())
+        .map(|(i, _)| i)
+        .collect();
     (si, id, at)
 }
 
@@ -1488,7 +1837,11 @@ fn n1_all(h: &History) -> (usize, i64, Vec<usize>) {
 fn plant_drop(h: &History) -> History {
     let mut d = h.clone();
     let (si, _, at) = n1_all(h);
-    let one: Vec<usize> = at.iter().copied().filter(|&i| h.streams[si].responses[i].events.len() == 1).collect();
+    let one: Vec<usize> = at
+        .iter()
+        .copied()
+        .filter(|&i| h.streams[si].responses[i].events.len() == 1)
+        .collect();
     let i = one[one.len() / 2];
     d.streams[si].responses.remove(i);
     d
@@ -1536,8 +1889,15 @@ fn plant_split(h: &History) -> History {
 fn plant_prev_kv(h: &History) -> History {
     let mut d = h.clone();
     let (si, _, at) = n1_all(h);
-    let i = *at.iter().rev().find(|&&i| h.streams[si].responses[i].events[0].prev_kv.is_some()).unwrap();
-    let pkv = d.streams[si].responses[i].events[0].prev_kv.as_mut().unwrap();
+    let i = *at
+        .iter()
+        .rev()
+        .find(|&&i| h.streams[si].responses[i].events[0].prev_kv.is_some())
+        .unwrap();
+    let pkv = d.streams[si].responses[i].events[0]
+        .prev_kv
+        .as_mut()
+        .unwrap();
     pkv.value = b"not the previous value".to_vec();
     d
 }
@@ -1568,10 +1928,23 @@ fn plant_resume_duplicate(h: &History) -> History {
     let mut d = h.clone();
     let si = stream_idx(h, "N2");
     let s = &h.streams[si];
-    let ids: Vec<i64> = s.responses.iter().filter(|r| r.created).map(|r| r.watch_id).collect();
+    let ids: Vec<i64> = s
+        .responses
+        .iter()
+        .filter(|r| r.created)
+        .map(|r| r.watch_id)
+        .collect();
     let (r1, r2) = (ids[3], ids[4]);
-    let last = s.responses.iter().rposition(|r| r.watch_id == r1 && !r.events.is_empty()).expect("events before the resume");
-    let created2 = s.responses.iter().position(|r| r.created && r.watch_id == r2).unwrap();
+    let last = s
+        .responses
+        .iter()
+        .rposition(|r| r.watch_id == r1 && !r.events.is_empty())
+        .expect("events before the resume");
+    let created2 = s
+        .responses
+        .iter()
+        .position(|r| r.created && r.watch_id == r2)
+        .unwrap();
     let mut copy = s.responses[last].clone();
     copy.watch_id = r2;
     d.streams[si].responses.insert(created2 + 1, copy);
@@ -1585,7 +1958,11 @@ fn watch_histories_pass_validators_and_validators_catch_planted_violations() {
     let t0 = Instant::now();
     let server = Server::start_with(
         Kind::Kvik,
-        &["--watch-progress-notify-interval=1s", "--max-request-bytes", MAX_REQUEST_BYTES],
+        &[
+            "--watch-progress-notify-interval=1s",
+            "--max-request-bytes",
+            MAX_REQUEST_BYTES,
+        ],
     );
     let rt = runtime();
     let run = rt.block_on(record_history(&server));
@@ -1597,8 +1974,16 @@ fn watch_histories_pass_validators_and_validators_catch_planted_violations() {
     let (views, _) = derive(h);
     for s in &h.streams {
         let events: usize = s.responses.iter().map(|r| r.events.len()).sum();
-        let progress = s.responses.iter().filter(|r| r.watch_id == -1 && is_progress(r)).count();
-        let notify = s.responses.iter().filter(|r| r.watch_id >= 0 && is_progress(r)).count();
+        let progress = s
+            .responses
+            .iter()
+            .filter(|r| r.watch_id == -1 && is_progress(r))
+            .count();
+        let notify = s
+            .responses
+            .iter()
+            .filter(|r| r.watch_id >= 0 && is_progress(r))
+            .count();
         let fragments = s.responses.iter().filter(|r| r.fragment).count();
         println!(
             "{}: {} responses, {events} events, {progress} progress answers, {notify} progress notifications, {fragments} fragments",
@@ -1617,21 +2002,41 @@ fn watch_histories_pass_validators_and_validators_catch_planted_violations() {
             e.0 = e.0.min(ev_rev(&d.ev));
             e.1 = e.1.max(ev_rev(&d.ev));
         }
-        let n = per.values().filter(|(lo, hi, hdr)| lo != hi || hdr > hi).count();
-        *catch_up.entry(h.streams[v.stream].name.clone()).or_default() += n;
+        let n = per
+            .values()
+            .filter(|(lo, hi, hdr)| lo != hi || hdr > hi)
+            .count();
+        *catch_up
+            .entry(h.streams[v.stream].name.clone())
+            .or_default() += n;
     }
     println!("catch-up responses per stream: {catch_up:?}");
     println!("recorded in {recorded_in:?}");
 
     // Every validator reports its planted violation.
-    let plants: [(&str, fn(&History) -> History, fn(&Report) -> usize); 7] = [
+    type Plant<'a> = (&'a str, fn(&History) -> History, fn(&Report) -> usize);
+    let plants: [Plant; 7] = [
         ("reliable (dropped event)", plant_drop, |r| r.reliable.len()),
-        ("unique (duplicated response)", plant_duplicate, |r| r.unique.len()),
-        ("ordered (swapped responses)", plant_reorder, |r| r.ordered.len()),
+        ("unique (duplicated response)", plant_duplicate, |r| {
+            r.unique.len()
+        }),
+        ("ordered (swapped responses)", plant_reorder, |r| {
+            r.ordered.len()
+        }),
         ("atomic (revision split)", plant_split, |r| r.atomic.len()),
-        ("prev_kv (wrong prev_kv)", plant_prev_kv, |r| r.prev_kv.len()),
-        ("progress (answer moved before an event)", plant_progress, |r| r.progress.len()),
-        ("resumable (event repeated after resume)", plant_resume_duplicate, |r| r.resumable.len()),
+        ("prev_kv (wrong prev_kv)", plant_prev_kv, |r| {
+            r.prev_kv.len()
+        }),
+        (
+            "progress (answer moved before an event)",
+            plant_progress,
+            |r| r.progress.len(),
+        ),
+        (
+            "resumable (event repeated after resume)",
+            plant_resume_duplicate,
+            |r| r.resumable.len(),
+        ),
     ];
     for (what, plant, count) in plants {
         let doctored = validate(&plant(h));
@@ -1660,7 +2065,10 @@ fn watch_histories_pass_validators_and_validators_catch_planted_violations() {
             .unwrap_or_else(|| panic!("{stream}/{watch} created"))
     };
     let s2 = by_name("S2", "big/ stalls, compacted");
-    assert!(s2.compact_revision > 0, "S2 stalled past a compaction yet was not cancelled with compact_revision");
+    assert!(
+        s2.compact_revision > 0,
+        "S2 stalled past a compaction yet was not cancelled with compact_revision"
+    );
     let wc = by_name("N2", "k/ from 2, compacted");
     assert!(
         wc.compact_revision >= run.compacted_before_wc && wc.deliveries.is_empty(),
@@ -1669,16 +2077,31 @@ fn watch_histories_pass_validators_and_validators_catch_planted_violations() {
         wc.compact_revision,
         wc.deliveries.len()
     );
-    assert!(catch_up.get("S1").copied().unwrap_or(0) > 0, "S1 never went through the catch-up path");
+    assert!(
+        catch_up.get("S1").copied().unwrap_or(0) > 0,
+        "S1 never went through the catch-up path"
+    );
     for v in &views {
         let s = &h.streams[v.stream].name;
         if v.end_at.is_none() && s != "S2" {
-            assert!(v.last_seen() >= run.final_revision, "{} saw only up to {}", v.label(h), v.last_seen());
+            assert!(
+                v.last_seen() >= run.final_revision,
+                "{} saw only up to {}",
+                v.label(h),
+                v.last_seen()
+            );
         }
     }
-    assert!(h.model.events.values().any(|e| e.len() >= 3), "a multi-event revision was made");
+    assert!(
+        h.model.events.values().any(|e| e.len() >= 3),
+        "a multi-event revision was made"
+    );
     println!("validated in {:?} in all", t0.elapsed());
-    assert!(report.total() == 0, "kvik's watch history violates:\n{}", report.summary());
+    assert!(
+        report.total() == 0,
+        "kvik's watch history violates:\n{}",
+        report.summary()
+    );
 }
 
 /// One watch stream of the etcd comparisons, read with bounded waits.
@@ -1694,7 +2117,11 @@ impl Conn {
         let (tx, rq) = mpsc::channel(64);
         tx.send(first).await.unwrap();
         let mut c = WatchClient::new(ch.clone()).max_decoding_message_size(usize::MAX);
-        let rx = c.watch(ReceiverStream::new(rq)).await.expect("watch call").into_inner();
+        let rx = c
+            .watch(ReceiverStream::new(rq))
+            .await
+            .expect("watch call")
+            .into_inner();
         Conn { tx, rx }
     }
 
@@ -1731,13 +2158,36 @@ fn compacted_watch_responses_match_etcd() {
             let mut kv = kv_client(&ch);
             // a=1@2 b=1@3 a=2@4 b=2@5 c=1@6 del b@7 a=3@8, compacted at 5.
             for (k, v) in [("a", "1"), ("b", "1"), ("a", "2"), ("b", "2"), ("c", "1")] {
-                kv.put(pb::PutRequest { key: k.into(), value: v.into(), ..Default::default() }).await.unwrap();
+                kv.put(pb::PutRequest {
+                    key: k.into(),
+                    value: v.into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
             }
-            kv.delete_range(pb::DeleteRangeRequest { key: b"b".to_vec(), ..Default::default() }).await.unwrap();
-            kv.put(pb::PutRequest { key: b"a".to_vec(), value: b"3".to_vec(), ..Default::default() }).await.unwrap();
-            kv.compact(pb::CompactionRequest { revision: 5, physical: true }).await.unwrap();
+            kv.delete_range(pb::DeleteRangeRequest {
+                key: b"b".to_vec(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+            kv.put(pb::PutRequest {
+                key: b"a".to_vec(),
+                value: b"3".to_vec(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+            kv.compact(pb::CompactionRequest {
+                revision: 5,
+                physical: true,
+            })
+            .await
+            .unwrap();
             // (name, key, range_end, start, prev_kv, last revision it sees)
-            let cases: [(&str, &[u8], &[u8], i64, bool, i64); 9] = [
+            type Case<'a> = (&'a str, &'a [u8], &'a [u8], i64, bool, i64);
+            let cases: [Case; 9] = [
                 ("a from 1", b"a", b"", 1, false, 0),
                 ("a from 3", b"a", b"", 3, true, 0),
                 ("a from 4", b"a", b"", 4, false, 0),
@@ -1750,7 +2200,13 @@ fn compacted_watch_responses_match_etcd() {
             ];
             let mut got = Vec::new();
             for (name, key, end, start, prev_kv, until) in cases {
-                let spec = Spec { key: key.to_vec(), range_end: end.to_vec(), start_revision: start, prev_kv, ..Default::default() };
+                let spec = Spec {
+                    key: key.to_vec(),
+                    range_end: end.to_vec(),
+                    start_revision: start,
+                    prev_kv,
+                    ..Default::default()
+                };
                 let mut c = Conn::open(&ch, spec.request()).await;
                 let mut rs = Vec::new();
                 let mut seen = 0;
@@ -1800,7 +2256,11 @@ fn compacted_watch_responses_match_etcd() {
             diffs.push(format!("{name}:\n  etcd {e:?}\n  kvik {k:?}"));
         }
     }
-    assert!(diffs.is_empty(), "kvik's compaction responses differ from etcd's:\n{}", diffs.join("\n"));
+    assert!(
+        diffs.is_empty(),
+        "kvik's compaction responses differ from etcd's:\n{}",
+        diffs.join("\n")
+    );
 }
 
 /// What the client asks on a stream whose reader has fallen behind.
@@ -1823,24 +2283,45 @@ async fn lagging_stream(endpoint: String, ask: LaggingAsk) -> Result<(), String>
     let slow = slow_channel(endpoint).await;
     let mut kv = kv_client(&ch);
     let mut c = Conn::open(&slow, Spec::prefix("big", b"big/").request()).await;
-    c.next(Duration::from_secs(10)).await?.ok_or("no created response")?;
+    c.next(Duration::from_secs(10))
+        .await?
+        .ok_or("no created response")?;
     let mut others = Vec::new();
     if let LaggingAsk::Cancel = ask {
         for i in 0..LAGGING_CANCELS {
-            c.tx.send(Spec::new("other", format!("other/{i}").as_bytes(), b"").request()).await.unwrap();
-            others.push(c.next(Duration::from_secs(10)).await?.ok_or("no created response")?.watch_id);
+            c.tx.send(Spec::new("other", format!("other/{i}").as_bytes(), b"").request())
+                .await
+                .unwrap();
+            others.push(
+                c.next(Duration::from_secs(10))
+                    .await?
+                    .ok_or("no created response")?
+                    .watch_id,
+            );
         }
     }
     let puts = 1000;
     for i in 0..puts {
-        kv.put(pb::PutRequest { key: format!("big/{}", i % 16).into(), value: vec![b'x'; BIG_VALUE_BYTES], ..Default::default() })
-            .await
-            .unwrap();
+        kv.put(pb::PutRequest {
+            key: format!("big/{}", i % 16).into(),
+            value: vec![b'x'; BIG_VALUE_BYTES],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     }
     let wanted = match ask {
         LaggingAsk::Create => {
-            c.tx.send(Spec::new("other", b"other", b"").request()).await.unwrap();
-            kv.put(pb::PutRequest { key: b"other".to_vec(), value: b"1".to_vec(), ..Default::default() }).await.unwrap();
+            c.tx.send(Spec::new("other", b"other", b"").request())
+                .await
+                .unwrap();
+            kv.put(pb::PutRequest {
+                key: b"other".to_vec(),
+                value: b"1".to_vec(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
             // The created response and the event.
             2
         }
@@ -1850,7 +2331,13 @@ async fn lagging_stream(endpoint: String, ask: LaggingAsk) -> Result<(), String>
             }
             // A write on another connection before reading, as after the
             // create: the cancels reach the server while the reader is behind.
-            kv.put(pb::PutRequest { key: b"unwatched".to_vec(), value: b"1".to_vec(), ..Default::default() }).await.unwrap();
+            kv.put(pb::PutRequest {
+                key: b"unwatched".to_vec(),
+                value: b"1".to_vec(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
             LAGGING_CANCELS
         }
     };
@@ -1863,7 +2350,9 @@ async fn lagging_stream(endpoint: String, ask: LaggingAsk) -> Result<(), String>
         };
         match ask {
             LaggingAsk::Create => answers += usize::from(r.created),
-            LaggingAsk::Cancel => answers += usize::from(r.canceled && others.contains(&r.watch_id)),
+            LaggingAsk::Cancel => {
+                answers += usize::from(r.canceled && others.contains(&r.watch_id))
+            }
         }
         for e in &r.events {
             if ev_key(e).starts_with(b"big/") {
@@ -1908,15 +2397,24 @@ fn watch_ids_after_cancel_match_etcd() {
             let ch = channel(server.endpoint()).await;
             let mut c = Conn::open(&ch, Spec::new("a", b"a", b"").request()).await;
             let mut ids = Vec::new();
-            let next = async |c: &mut Conn| c.next(Duration::from_secs(10)).await.unwrap().expect("a response");
+            let next = async |c: &mut Conn| {
+                c.next(Duration::from_secs(10))
+                    .await
+                    .unwrap()
+                    .expect("a response")
+            };
             ids.push(next(&mut c).await.watch_id);
-            c.tx.send(Spec::new("b", b"b", b"").request()).await.unwrap();
+            c.tx.send(Spec::new("b", b"b", b"").request())
+                .await
+                .unwrap();
             ids.push(next(&mut c).await.watch_id);
             // Cancel the newest watch, then the oldest, creating one after each.
             for cancel in [ids[1], ids[0]] {
                 c.tx.send(cancel_req(cancel)).await.unwrap();
                 assert!(next(&mut c).await.canceled);
-                c.tx.send(Spec::new("c", b"c", b"").request()).await.unwrap();
+                c.tx.send(Spec::new("c", b"c", b"").request())
+                    .await
+                    .unwrap();
                 ids.push(next(&mut c).await.watch_id);
             }
             ids
