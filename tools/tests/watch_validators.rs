@@ -1104,7 +1104,12 @@ impl WStream {
             .expect("watch call")
             .into_inner();
         let name = name.to_string();
+        let requests = s.tx.clone();
         tokio::spawn(async move {
+            // Like clientv3, answer a compaction cancel by cancelling the
+            // watch (etcd keeps it registered until then), and swallow the
+            // confirmation.
+            let mut closing: HashSet<i64> = HashSet::new();
             if let Some(mut g) = gate {
                 while !*g.borrow_and_update() {
                     if g.changed().await.is_err() {
@@ -1115,6 +1120,12 @@ impl WStream {
             loop {
                 match rx.message().await {
                     Ok(Some(mut r)) => {
+                        if r.canceled && r.compact_revision == 0 && closing.remove(&r.watch_id) {
+                            continue;
+                        }
+                        if r.canceled && r.compact_revision > 0 && closing.insert(r.watch_id) {
+                            let _ = requests.send(cancel_req(r.watch_id)).await;
+                        }
                         for e in &mut r.events {
                             squash_event(e);
                         }
