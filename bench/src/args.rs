@@ -216,10 +216,11 @@ pub fn parse(argv: &[String]) -> Result<Option<Args>, String> {
     if a.total == Some(0) {
         return Err("--total must be at least 1".into());
     }
-    let digits = (a.keys - 1).max(1).ilog10() as usize + 1;
-    if a.key_size < digits {
+    // Keys are the workload prefix followed by the zero-padded key number.
+    let needed = crate::load::KEY_PREFIX.len() + (a.keys - 1).max(1).ilog10() as usize + 1;
+    if a.key_size < needed {
         return Err(format!(
-            "--key-size {} is too small for --keys {} (needs {digits} bytes)",
+            "--key-size {} is too small for --keys {} (needs {needed} bytes)",
             a.key_size, a.keys
         ));
     }
