@@ -8,6 +8,11 @@ use std::task::{Context, Poll};
 use compio::driver::{DriverType, ProactorBuilder};
 use compio::runtime::{Runtime, RuntimeBuilder};
 
+/// Tasks another core may wake at once before the waker spins: the shard
+/// answers up to a whole batch of clients on other cores in one go (compio's
+/// default is 64).
+pub const REMOTE_WAKE_QUEUE_TASKS: usize = 8192;
+
 /// Which I/O driver a core's runtime ended up with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -32,7 +37,10 @@ pub fn build_runtime(force_epoll: bool) -> std::io::Result<(Runtime, Backend)> {
     if force_epoll {
         proactor.driver_type(DriverType::Poll);
     }
-    let runtime = RuntimeBuilder::new().with_proactor(proactor).build()?;
+    let runtime = RuntimeBuilder::new()
+        .with_proactor(proactor)
+        .sync_queue_size(REMOTE_WAKE_QUEUE_TASKS)
+        .build()?;
     let backend = if runtime.driver_type().is_iouring() {
         Backend::IoUring
     } else {
