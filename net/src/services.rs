@@ -533,14 +533,18 @@ fn create_spec(c: pb::WatchCreateRequest) -> crate::watch::CreateSpec {
     }
 }
 
-fn event_to_pb(e: engine::Event) -> crate::pb::mvccpb::Event {
+fn event_to_pb(e: &engine::Event, with_prev_kv: bool) -> crate::pb::mvccpb::Event {
     crate::pb::mvccpb::Event {
         r#type: match e.kind {
             engine::EventKind::Put => crate::pb::mvccpb::event::EventType::Put as i32,
             engine::EventKind::Delete => crate::pb::mvccpb::event::EventType::Delete as i32,
         },
-        kv: Some(convert::kv_to_pb(e.kv)),
-        prev_kv: e.prev_kv.map(convert::kv_to_pb),
+        kv: Some(convert::kv_to_pb(e.kv.clone())),
+        prev_kv: if with_prev_kv {
+            e.prev_kv.clone().map(convert::kv_to_pb)
+        } else {
+            None
+        },
     }
 }
 
@@ -584,9 +588,10 @@ fn watch_out_to_pb(shared: &Shared, out: crate::watch::WatchOut) -> Vec<pb::Watc
             watch_id,
             revision,
             events,
+            prev_kv,
             fragment,
         } => {
-            let events: Vec<_> = events.into_iter().map(event_to_pb).collect();
+            let events: Vec<_> = events.iter().map(|e| event_to_pb(e, prev_kv)).collect();
             let whole = pb::WatchResponse {
                 header: header(revision),
                 watch_id,

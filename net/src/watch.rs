@@ -17,6 +17,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
+use std::sync::Arc;
+
 use tokio::sync::{mpsc, oneshot};
 
 use crate::errors::cancel_reason;
@@ -68,10 +70,13 @@ pub enum WatchOut {
         revision: i64,
         cancel_reason: Option<&'static str>,
     },
+    /// Events are shared between every watcher that gets the same ones;
+    /// `prev_kv` says whether this watcher's responses carry them.
     Events {
         watch_id: i64,
         revision: i64,
-        events: Vec<engine::Event>,
+        events: Arc<[engine::Event]>,
+        prev_kv: bool,
         fragment: bool,
     },
     /// Cancelled by the client, or (with `compact_revision`) by compaction.
@@ -114,20 +119,21 @@ impl Watcher {
         key >= self.key.as_slice() && key < self.range_end.as_slice()
     }
 
-    /// Applies filters and prev_kv; `None` when nothing is left.
-    fn shape(&self, events: impl Iterator<Item = engine::Event>) -> Vec<engine::Event> {
-        events
-            .filter(|e| match e.kind {
-                engine::EventKind::Put => !self.no_put,
-                engine::EventKind::Delete => !self.no_delete,
-            })
-            .map(|mut e| {
-                if !self.prev_kv {
-                    e.prev_kv = None;
-                }
-                e
-            })
-            .collect()
+    fn has_filters(&self) -> bool {
+        self.no_put || self.no_delete
+    }
+
+    fn wants(&self, e: &engine::Event) -> bool {
+        match e.kind {
+            engine::EventKind::Put => !self.no_put,
+            engine::EventKind::Delete => !self.no_delete,
+        }
+    }
+
+    /// The events this watcher gets of `events` (prev_kv is stripped when
+    /// the response is encoded).
+    fn shape<'a>(&self, events: impl Iterator<Item = &'a engine::Event>) -> Arc<[engine::Event]> {
+        events.filter(|e| self.wants(e)).cloned().collect()
     }
 }
 
@@ -455,6 +461,7 @@ impl WatchHub {
             }
         }
         let mut dead = Vec::new();
+        let mut all: Option<Arc<[engine::Event]>> = None;
         for ((stream, id), idx) in per {
             let s = self.streams.get_mut(&stream).expect("indexed stream");
             let backed_up = !s.control.is_empty();
@@ -469,7 +476,13 @@ impl WatchHub {
                 self.unsynced.insert((stream, id));
                 continue;
             }
-            let shaped = w.shape(idx.into_iter().map(|i| events[i].clone()));
+            // Watchers that get every event of the revision, unfiltered,
+            // share one copy of them.
+            let shaped = if idx.len() == events.len() && !w.has_filters() {
+                all.get_or_insert_with(|| Arc::from(events)).clone()
+            } else {
+                w.shape(idx.into_iter().map(|i| &events[i]))
+            };
             if shaped.is_empty() {
                 w.next_rev = revision + 1;
                 continue;
@@ -478,6 +491,7 @@ impl WatchHub {
                 watch_id: id,
                 revision,
                 events: shaped,
+                prev_kv: w.prev_kv,
                 fragment: w.fragment,
             };
             match offer(&s.out, msg) {
@@ -556,13 +570,14 @@ impl WatchHub {
                     }
                     break;
                 };
-                let shaped = w.shape(events.into_iter());
+                let shaped = w.shape(events.iter());
                 if !shaped.is_empty() {
                     budget -= 1;
                     let msg = WatchOut::Events {
                         watch_id: id,
                         revision: current,
                         events: shaped,
+                        prev_kv: w.prev_kv,
                         fragment: w.fragment,
                     };
                     match offer(&s.out, msg) {
@@ -917,13 +932,25 @@ mod tests {
             .filter_map(|x| match x {
                 WatchOut::Events {
                     watch_id: 1,
-                    events,
+                    prev_kv,
                     ..
-                } => Some(events[0].prev_kv.is_none()),
+                } => Some(*prev_kv),
                 _ => None,
             })
             .collect();
-        assert_eq!(plain, vec![true, true], "no prev_kv unless asked");
+        assert_eq!(plain, vec![false, false], "no prev_kv unless asked");
+        let asked: Vec<_> = msgs
+            .iter()
+            .filter_map(|x| match x {
+                WatchOut::Events {
+                    watch_id: 0,
+                    prev_kv,
+                    ..
+                } => Some(*prev_kv),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(asked, vec![true]);
     }
 
     #[test]
