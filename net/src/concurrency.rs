@@ -132,6 +132,36 @@ async fn wait_deletes(
     }
 }
 
+/// Waits until every contender under `prefix` created before `my_rev` is
+/// gone, then checks that `key` itself still exists at `my_rev`: a lease
+/// that expired while waiting never gets its turn. Returns the revision
+/// and term the turn was confirmed at.
+async fn wait_turn(
+    shard: &ShardHandle,
+    prefix: &[u8],
+    key: &[u8],
+    my_rev: i64,
+) -> Result<Revisioned<()>, Status> {
+    wait_deletes(shard, prefix, my_rev - 1)
+        .await
+        .map_err(untyped)?;
+    let r = shard
+        .range(RangeRequest {
+            key: key.to_vec(),
+            ..Default::default()
+        })
+        .await
+        .map_err(untyped)?;
+    match r.value.kvs.first() {
+        Some(kv) if kv.create_revision == my_rev => Ok(Revisioned {
+            value: (),
+            revision: r.revision,
+            raft_term: r.raft_term,
+        }),
+        _ => Err(untyped_etcd(errors::LOCK_SESSION_EXPIRED)),
+    }
+}
+
 /// The contender key of a lease under `name`, as etcd's recipes name it.
 fn contender_key(name: &[u8], lease: i64) -> Vec<u8> {
     let mut k = name.to_vec();
@@ -202,26 +232,15 @@ impl lpb::lock_server::Lock for LockService {
         prefix.push(b'/');
         let key = contender_key(&req.name, req.lease);
         let (my_rev, _) = enter(shard, &key, b"", req.lease).await.map_err(untyped)?;
-        let waited = wait_deletes(shard, &prefix, my_rev - 1).await;
-        if let Err(e) = waited {
-            let _ = shard
-                .write(engine::Command::DeleteRange(delete(&key)))
-                .await;
-            return Err(untyped(e));
-        }
-        // The lease may have expired while waiting: never grant the lock
-        // to a key that no longer exists.
-        let r = shard
-            .range(RangeRequest {
-                key: key.clone(),
-                ..Default::default()
-            })
-            .await
-            .map_err(untyped)?;
-        match r.value.kvs.first() {
-            Some(kv) if kv.create_revision == my_rev => {}
-            _ => return Err(untyped_etcd(errors::LOCK_SESSION_EXPIRED)),
-        }
+        let r = match wait_turn(shard, &prefix, &key, my_rev).await {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = shard
+                    .write(engine::Command::DeleteRange(delete(&key)))
+                    .await;
+                return Err(e);
+            }
+        };
         Ok(Response::new(lpb::LockResponse {
             header: self.shared.header(r.revision, r.raft_term),
             key,
@@ -326,20 +345,7 @@ impl epb::election_server::Election for ElectionService {
         if existing.is_some_and(|v| v != req.value) {
             self.proclaim_inner(&leader, &req.value).await?;
         }
-        if let Err(e) = wait_deletes(shard, &election_prefix(&req.name), rev - 1).await {
-            return Err(untyped(e));
-        }
-        let r = shard
-            .range(RangeRequest {
-                key: key.clone(),
-                ..Default::default()
-            })
-            .await
-            .map_err(untyped)?;
-        match r.value.kvs.first() {
-            Some(kv) if kv.create_revision == rev => {}
-            _ => return Err(untyped_etcd(errors::LOCK_SESSION_EXPIRED)),
-        }
+        let r = wait_turn(shard, &election_prefix(&req.name), &key, rev).await?;
         Ok(Response::new(epb::CampaignResponse {
             header: self.shared.header(r.revision, r.raft_term),
             leader: Some(leader),
