@@ -30,7 +30,7 @@ use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::{Kind, Raw, Server};
+use common::{diff_json, Kind, Raw, Server};
 use net::pb::etcdserverpb as pb;
 use serde_json::{Map, Value};
 
@@ -298,42 +298,6 @@ fn normalise(out: &Output, ctx: &mut Ctx) -> Normalised {
         code: out.code,
         stdout: normalise_stream(&out.stdout, ctx),
         stderr: normalise_stream(&out.stderr, ctx),
-    }
-}
-
-fn diff_json(path: &str, etcd: &Value, kvik: &Value, diffs: &mut Vec<String>) {
-    match (etcd, kvik) {
-        (Value::Object(e), Value::Object(k)) => {
-            for (name, ev) in e {
-                match k.get(name) {
-                    Some(kv) => diff_json(&format!("{path}.{name}"), ev, kv, diffs),
-                    None => diffs.push(format!(
-                        "{path}.{name}: present in etcd ({ev}), missing in kvik"
-                    )),
-                }
-            }
-            for (name, kv) in k {
-                if !e.contains_key(name) {
-                    diffs.push(format!(
-                        "{path}.{name}: missing in etcd, present in kvik ({kv})"
-                    ));
-                }
-            }
-        }
-        (Value::Array(e), Value::Array(k)) => {
-            if e.len() != k.len() {
-                diffs.push(format!(
-                    "{path}: etcd has {} elements, kvik {}",
-                    e.len(),
-                    k.len()
-                ));
-            }
-            for (i, (ev, kv)) in e.iter().zip(k).enumerate() {
-                diff_json(&format!("{path}[{i}]"), ev, kv, diffs);
-            }
-        }
-        _ if etcd != kvik => diffs.push(format!("{path}: etcd {etcd}, kvik {kvik}")),
-        _ => {}
     }
 }
 

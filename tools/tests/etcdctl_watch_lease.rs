@@ -58,7 +58,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
 
-use common::{Kind, Server};
+use common::{diff_json, Kind, Server};
 use serde_json::{Map, Value};
 
 /// How long a child may take to print a line the test waits for.
@@ -757,42 +757,6 @@ fn normalise(side: &Side) -> (Vec<Vec<Line>>, Vec<String>) {
         .map(|s| s.lines.iter().map(|l| n.line(l)).collect())
         .collect();
     (steps, n.problems)
-}
-
-fn diff_json(path: &str, etcd: &Value, kvik: &Value, diffs: &mut Vec<String>) {
-    match (etcd, kvik) {
-        (Value::Object(e), Value::Object(k)) => {
-            for (name, ev) in e {
-                match k.get(name) {
-                    Some(kv) => diff_json(&format!("{path}.{name}"), ev, kv, diffs),
-                    None => diffs.push(format!(
-                        "{path}.{name}: present in etcd ({ev}), missing in kvik"
-                    )),
-                }
-            }
-            for (name, kv) in k {
-                if !e.contains_key(name) {
-                    diffs.push(format!(
-                        "{path}.{name}: missing in etcd, present in kvik ({kv})"
-                    ));
-                }
-            }
-        }
-        (Value::Array(e), Value::Array(k)) => {
-            if e.len() != k.len() {
-                diffs.push(format!(
-                    "{path}: etcd has {} elements, kvik {}",
-                    e.len(),
-                    k.len()
-                ));
-            }
-            for (i, (ev, kv)) in e.iter().zip(k).enumerate() {
-                diff_json(&format!("{path}[{i}]"), ev, kv, diffs);
-            }
-        }
-        _ if etcd != kvik => diffs.push(format!("{path}: etcd {etcd}, kvik {kvik}")),
-        _ => {}
-    }
 }
 
 fn compare_lines(etcd: &[Line], kvik: &[Line]) -> Vec<String> {

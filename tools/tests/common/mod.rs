@@ -260,3 +260,46 @@ impl Raw {
         }
     }
 }
+
+/// Appends every difference between two JSON documents to `diffs`: values,
+/// array lengths, and fields present on one side only.
+pub fn diff_json(
+    path: &str,
+    etcd: &serde_json::Value,
+    kvik: &serde_json::Value,
+    diffs: &mut Vec<String>,
+) {
+    match (etcd, kvik) {
+        (serde_json::Value::Object(e), serde_json::Value::Object(k)) => {
+            for (name, ev) in e {
+                match k.get(name) {
+                    Some(kv) => diff_json(&format!("{path}.{name}"), ev, kv, diffs),
+                    None => diffs.push(format!(
+                        "{path}.{name}: present in etcd ({ev}), missing in kvik"
+                    )),
+                }
+            }
+            for (name, kv) in k {
+                if !e.contains_key(name) {
+                    diffs.push(format!(
+                        "{path}.{name}: missing in etcd, present in kvik ({kv})"
+                    ));
+                }
+            }
+        }
+        (serde_json::Value::Array(e), serde_json::Value::Array(k)) => {
+            if e.len() != k.len() {
+                diffs.push(format!(
+                    "{path}: etcd has {} elements, kvik {}",
+                    e.len(),
+                    k.len()
+                ));
+            }
+            for (i, (ev, kv)) in e.iter().zip(k).enumerate() {
+                diff_json(&format!("{path}[{i}]"), ev, kv, diffs);
+            }
+        }
+        _ if etcd != kvik => diffs.push(format!("{path}: etcd {etcd}, kvik {kvik}")),
+        _ => {}
+    }
+}
