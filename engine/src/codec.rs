@@ -27,8 +27,18 @@ enum WireCommand {
     Txn(Vec<WireTxnNode>),
     Compact(CompactionRequest),
     // New variants go last: an existing variant's tag must not change.
-    LeaseGrant { id: i64, ttl_secs: i64 },
-    LeaseRevoke { id: i64 },
+    LeaseGrant {
+        id: i64,
+        ttl_secs: i64,
+    },
+    LeaseRevoke {
+        id: i64,
+    },
+    Alarm {
+        activate: bool,
+        member_id: u64,
+        alarm: i32,
+    },
 }
 
 /// One level of a transaction.
@@ -153,6 +163,15 @@ impl Command {
                 ttl_secs: *ttl_secs,
             },
             Command::LeaseRevoke { id } => WireCommand::LeaseRevoke { id: *id },
+            Command::Alarm {
+                activate,
+                member_id,
+                alarm,
+            } => WireCommand::Alarm {
+                activate: *activate,
+                member_id: *member_id,
+                alarm: *alarm,
+            },
         };
         let archive =
             rkyv::to_bytes::<rancor::Error>(&wire).expect("serializing to memory cannot fail");
@@ -179,6 +198,15 @@ impl Command {
             WireCommand::Compact(c) => Command::Compact(c),
             WireCommand::LeaseGrant { id, ttl_secs } => Command::LeaseGrant { id, ttl_secs },
             WireCommand::LeaseRevoke { id } => Command::LeaseRevoke { id },
+            WireCommand::Alarm {
+                activate,
+                member_id,
+                alarm,
+            } => Command::Alarm {
+                activate,
+                member_id,
+                alarm,
+            },
         })
     }
 }

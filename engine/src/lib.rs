@@ -40,10 +40,10 @@ pub use codec::CODEC_VERSION;
 pub use error::{DecodeError, Error};
 pub use mvcc::Mvcc;
 pub use types::{
-    Applied, Command, CompactionRequest, Compare, CompareResult, CompareTarget, DeleteRangeRequest,
-    DeleteRangeResponse, Event, EventKind, HashKv, KeyValue, Limits, PutRequest, PutResponse,
-    RangeRequest, RangeResponse, RequestOp, ResponseOp, SortOrder, SortTarget, TxnRequest,
-    TxnResponse, LEASE_TTL_MAX_SECS, TXN_OPS_MAX_DEFAULT,
+    AlarmMember, Applied, Command, CompactionRequest, Compare, CompareResult, CompareTarget,
+    DeleteRangeRequest, DeleteRangeResponse, Event, EventKind, HashKv, KeyValue, Limits,
+    PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp, ResponseOp, SortOrder,
+    SortTarget, TxnRequest, TxnResponse, LEASE_TTL_MAX_SECS, TXN_OPS_MAX_DEFAULT,
 };
 pub use validate::{validate_delete, validate_put, validate_range, validate_txn, TXN_DEPTH_MAX};
 

@@ -12,10 +12,10 @@ use crate::gosort;
 use crate::hash::{self, KvHasher};
 use crate::store::{Entry, KeyRange, Record, Revision, Store};
 use crate::types::{
-    Applied, Command, CompactionRequest, Compare, CompareResult, CompareTarget, DeleteRangeRequest,
-    DeleteRangeResponse, Event, EventKind, HashKv, KeyValue, PutRequest, PutResponse, RangeRequest,
-    RangeResponse, RequestOp, ResponseOp, SortOrder, SortTarget, TxnRequest, TxnResponse,
-    LEASE_TTL_MAX_SECS,
+    AlarmMember, Applied, Command, CompactionRequest, Compare, CompareResult, CompareTarget,
+    DeleteRangeRequest, DeleteRangeResponse, Event, EventKind, HashKv, KeyValue, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, RequestOp, ResponseOp, SortOrder, SortTarget,
+    TxnRequest, TxnResponse, LEASE_TTL_MAX_SECS,
 };
 use crate::validate::{txn_depth, TXN_DEPTH_MAX};
 
@@ -71,6 +71,35 @@ pub struct Mvcc {
     /// Events not yet taken that a compaction would have made unbuildable,
     /// built before it ran.
     events_built: Vec<Event>,
+    /// Raised alarms, in the order raised (etcd's alarm store).
+    alarms: Vec<AlarmMember>,
+}
+
+impl Mvcc {
+    /// Raised alarms, in the order raised.
+    pub fn alarms(&self) -> &[AlarmMember] {
+        &self.alarms
+    }
+
+    /// etcd's alarm store: ACTIVATE and DEACTIVATE act on exactly the pair
+    /// given, and NONE (0) is never raised.
+    fn apply_alarm(&mut self, activate: bool, member_id: u64, alarm: i32) -> Vec<AlarmMember> {
+        let m = AlarmMember { member_id, alarm };
+        if activate {
+            if alarm == 0 {
+                return Vec::new();
+            }
+            if !self.alarms.contains(&m) {
+                self.alarms.push(m);
+            }
+            vec![m]
+        } else {
+            match self.alarms.iter().position(|a| *a == m) {
+                Some(i) => vec![self.alarms.remove(i)],
+                None => Vec::new(),
+            }
+        }
+    }
 }
 
 impl Default for Mvcc {
@@ -195,6 +224,7 @@ impl Mvcc {
             compaction_hashes: Vec::new(),
             events_from: 2,
             events_built: Vec::new(),
+            alarms: Vec::new(),
         }
     }
 
@@ -363,6 +393,13 @@ impl Mvcc {
             Command::LeaseRevoke { id } => {
                 self.apply_lease_revoke(*id).map(|()| Applied::LeaseRevoke)
             }
+            Command::Alarm {
+                activate,
+                member_id,
+                alarm,
+            } => Ok(Applied::Alarm(
+                self.apply_alarm(*activate, *member_id, *alarm),
+            )),
         };
         debug_assert!(
             self.current_rev == rev_before || self.current_rev == rev_before + 1,

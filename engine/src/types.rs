@@ -275,6 +275,22 @@ pub enum Command {
     LeaseRevoke {
         id: i64,
     },
+    /// etcd `Alarm` ACTIVATE (`activate`) or DEACTIVATE of one (member,
+    /// alarm type) pair, with etcd's alarm type numbers (NOSPACE 1,
+    /// CORRUPT 2). Alarms live in the log like everything else, so they
+    /// survive restarts as etcd's do. Takes no revision.
+    Alarm {
+        activate: bool,
+        member_id: u64,
+        alarm: i32,
+    },
+}
+
+/// One raised alarm: etcd's `AlarmMember`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AlarmMember {
+    pub member_id: u64,
+    pub alarm: i32,
 }
 
 /// What applying a [`Command`] answered.
@@ -293,6 +309,9 @@ pub enum Applied {
     /// etcd's response header carries the current revision after the
     /// revoke's deletes.
     LeaseRevoke,
+    /// The alarms the response lists: the one raised or cleared, or none
+    /// when nothing changed.
+    Alarm(Vec<AlarmMember>),
 }
 
 /// etcd `mvccpb.Event.EventType`; the discriminants are etcd's wire values.

@@ -113,7 +113,6 @@ pub fn run(
         max_txn_ops: config.max_txn_ops,
         max_request_bytes: config.max_request_bytes,
         lease_ttl_min_secs: config.lease_ttl_min_secs,
-        alarms: Mutex::new(Vec::new()),
     });
 
     let fatal: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));

@@ -3,7 +3,7 @@
 //! to the shard through its channel and convert the answer back.
 
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use prost::Message;
 use tonic::{Request, Response, Status};
@@ -44,7 +44,6 @@ pub struct Shared {
     pub max_request_bytes: usize,
     /// etcd's minimum lease TTL: ceil(1.5 × election timeout).
     pub lease_ttl_min_secs: i64,
-    pub alarms: Mutex<Vec<pb::AlarmMember>>,
 }
 
 impl Shared {
@@ -75,14 +74,7 @@ impl Shared {
     /// With a NOSPACE alarm raised, etcd refuses writes that add data
     /// (puts, transactions with a put, lease grants) until it is disarmed.
     fn check_space(&self) -> Result<(), Status> {
-        let nospace = pb::AlarmType::Nospace as i32;
-        if self
-            .alarms
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|a| a.alarm == nospace)
-        {
+        if self.shard.nospace() {
             return Err(errors::NO_SPACE.status());
         }
         Ok(())
@@ -269,46 +261,59 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
     ) -> Result<Response<pb::AlarmResponse>, Status> {
         use pb::alarm_request::AlarmAction;
         let req = request.into_inner();
-        let status = self.shared.shard.status().await.map_err(status_of)?;
-        let mut alarms = self.shared.alarms.lock().unwrap();
+        let to_pb = |list: Vec<engine::AlarmMember>| -> Vec<pb::AlarmMember> {
+            list.into_iter()
+                .map(|a| pb::AlarmMember {
+                    member_id: a.member_id,
+                    alarm: a.alarm,
+                })
+                .collect()
+        };
         // etcd's alarm store: GET lists every member's alarms of a type (all
-        // types for NONE); ACTIVATE and DEACTIVATE act on exactly the
-        // (member, type) given, and NONE is never stored.
-        let out = match AlarmAction::try_from(req.action) {
-            Ok(AlarmAction::Get) => alarms
-                .iter()
-                .filter(|a| req.alarm == 0 || a.alarm == req.alarm)
-                .cloned()
-                .collect(),
-            Ok(AlarmAction::Activate) => {
-                if req.alarm == 0 {
-                    Vec::new()
-                } else {
-                    let m = pb::AlarmMember {
-                        member_id: req.member_id,
-                        alarm: req.alarm,
-                    };
-                    if !alarms.contains(&m) {
-                        alarms.push(m);
-                    }
-                    vec![m]
-                }
+        // types for NONE); ACTIVATE and DEACTIVATE go through the log and act
+        // on exactly the (member, type) given.
+        let (r, alarms) = match AlarmAction::try_from(req.action) {
+            Ok(AlarmAction::Get) => {
+                let r = self.shared.shard.alarms().await.map_err(status_of)?;
+                let list = r
+                    .value
+                    .iter()
+                    .copied()
+                    .filter(|a| req.alarm == 0 || a.alarm == req.alarm)
+                    .collect();
+                (
+                    Revisioned {
+                        value: (),
+                        revision: r.revision,
+                        raft_term: r.raft_term,
+                    },
+                    to_pb(list),
+                )
             }
-            Ok(AlarmAction::Deactivate) => {
-                let m = pb::AlarmMember {
+            Ok(action) => {
+                let cmd = engine::Command::Alarm {
+                    activate: action == AlarmAction::Activate,
                     member_id: req.member_id,
                     alarm: req.alarm,
                 };
-                match alarms.iter().position(|a| *a == m) {
-                    Some(i) => vec![alarms.remove(i)],
-                    None => Vec::new(),
-                }
+                let r = self.shared.shard.write(cmd).await.map_err(status_of)?;
+                let engine::Applied::Alarm(list) = r.value else {
+                    unreachable!("an alarm applies as an alarm");
+                };
+                (
+                    Revisioned {
+                        value: (),
+                        revision: r.revision,
+                        raft_term: r.raft_term,
+                    },
+                    to_pb(list),
+                )
             }
             Err(_) => return Err(Status::invalid_argument("etcdserver: unknown alarm action")),
         };
         Ok(Response::new(pb::AlarmResponse {
-            header: self.shared.header(status.revision, status.raft_term),
-            alarms: out,
+            header: self.shared.header_of(&r),
+            alarms,
         }))
     }
 
@@ -317,11 +322,8 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
         _request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
         let s = self.shared.shard.status().await.map_err(status_of)?;
-        let errors = self
-            .shared
+        let errors = s
             .alarms
-            .lock()
-            .unwrap()
             .iter()
             .map(|a| format!("memberID:{} alarm:{}", a.member_id, alarm_name(a.alarm)))
             .collect();

@@ -20,7 +20,7 @@ use futures_util::future::{select, Either};
 use raftlog::{Storage, Wal};
 use tokio::sync::{mpsc, oneshot};
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::metrics::METRICS;
@@ -61,6 +61,8 @@ pub struct ShardStatus {
     pub keys: u64,
     pub fsyncs: u64,
     pub entries_synced: u64,
+    /// Raised alarms, in the order raised.
+    pub alarms: Vec<engine::AlarmMember>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +99,7 @@ enum Request {
     LeaseKeepAlive(i64, Instant, Reply<i64>),
     LeaseTimeToLive(i64, bool, Instant, Reply<LeaseInfo>),
     Leases(Reply<Vec<i64>>),
+    Alarms(Reply<Vec<engine::AlarmMember>>),
 }
 
 /// Lease.TimeToLive's answer; `ttl_secs = -1` for an unknown lease.
@@ -113,27 +116,42 @@ pub struct LeaseInfo {
 pub struct ShardHandle {
     tx: mpsc::Sender<Request>,
     term: Arc<AtomicU64>,
+    /// A NOSPACE alarm is raised (read on every write, so not a request).
+    nospace: Arc<AtomicBool>,
 }
 
 /// The receiving end, moved into the shard's task.
 pub struct Inbox {
     rx: mpsc::Receiver<Request>,
     term: Arc<AtomicU64>,
+    nospace: Arc<AtomicBool>,
 }
 
 pub fn channel() -> (ShardHandle, Inbox) {
     let (tx, rx) = mpsc::channel(INBOX_REQUESTS_MAX);
     let term = Arc::new(AtomicU64::new(0));
+    let nospace = Arc::new(AtomicBool::new(false));
     (
         ShardHandle {
             tx,
             term: term.clone(),
+            nospace: nospace.clone(),
         },
-        Inbox { rx, term },
+        Inbox { rx, term, nospace },
     )
 }
 
 impl ShardHandle {
+    /// Whether a NOSPACE alarm is raised.
+    pub fn nospace(&self) -> bool {
+        self.nospace.load(Ordering::Relaxed)
+    }
+
+    /// The raised alarms, in the order raised.
+    pub async fn alarms(&self) -> Result<Revisioned<Vec<engine::AlarmMember>>, ShardError> {
+        self.ask(Request::Alarms).await?
+    }
+
     /// The keyspace's current Raft term (0 before its shard runs).
     pub fn raft_term(&self) -> u64 {
         self.term.load(Ordering::Relaxed)
@@ -262,6 +280,8 @@ pub struct Shard<S: Storage + 'static> {
     lease_revoking: HashSet<i64>,
     last_progress_notify: Option<Instant>,
     progress_notify_interval: Duration,
+    /// Where the NOSPACE flag is published (set once running).
+    nospace: Option<Arc<AtomicBool>>,
 }
 
 impl Shard<crate::disk::DirStorage> {
@@ -347,6 +367,7 @@ impl<S: Storage + 'static> Shard<S> {
             lease_revoking: HashSet::new(),
             last_progress_notify: None,
             progress_notify_interval: PROGRESS_NOTIFY_INTERVAL_DEFAULT,
+            nospace: None,
         })
     }
 
@@ -368,6 +389,8 @@ impl<S: Storage + 'static> Shard<S> {
     /// the caller must stop the process: an fsync is never retried.
     pub async fn run(mut self, mut inbox: Inbox) -> Result<(), String> {
         inbox.term.store(self.term, Ordering::Relaxed);
+        self.nospace = Some(inbox.nospace.clone());
+        self.publish_alarms();
         let mut inflight: Option<SyncFuture<S>> = None;
         let mut open = true;
         while open || inflight.is_some() || !self.pending.is_empty() {
@@ -523,6 +546,10 @@ impl<S: Storage + 'static> Shard<S> {
                 };
                 let _ = reply.send(Ok(self.header(info)));
             }
+            Request::Alarms(reply) => {
+                let alarms = self.mvcc.alarms().to_vec();
+                let _ = reply.send(Ok(self.header(alarms)));
+            }
             Request::Leases(reply) => {
                 // etcd lists leases soonest expiry first. A lease granted
                 // before the first tick counts from the latest known time.
@@ -542,6 +569,16 @@ impl<S: Storage + 'static> Shard<S> {
                 let ids = by_expiry.into_iter().map(|(_, _, id)| id).collect();
                 let _ = reply.send(Ok(self.header(ids)));
             }
+        }
+    }
+
+    fn publish_alarms(&self) {
+        const NOSPACE: i32 = 1;
+        if let Some(flag) = &self.nospace {
+            flag.store(
+                self.mvcc.alarms().iter().any(|a| a.alarm == NOSPACE),
+                Ordering::Relaxed,
+            );
         }
     }
 
@@ -600,6 +637,7 @@ impl<S: Storage + 'static> Shard<S> {
             keys: self.mvcc.key_count() as u64,
             fsyncs: self.fsyncs,
             entries_synced: self.entries_synced,
+            alarms: self.mvcc.alarms().to_vec(),
         }
     }
 
@@ -678,6 +716,7 @@ impl<S: Storage + 'static> Shard<S> {
                     self.lease_deadlines.remove(id);
                     self.lease_revoking.remove(id);
                 }
+                (Command::Alarm { .. }, _) => self.publish_alarms(),
                 _ => {}
             }
             let res = res.map(|v| self.header(v)).map_err(ShardError::from);

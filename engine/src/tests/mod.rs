@@ -1,6 +1,7 @@
 //! In-crate tests: unit tests of the etcd rules, fixtures recorded from a live
 //! etcd 3.7.2, the codec, and the model-based randomized comparison.
 
+mod alarms;
 mod codec;
 mod etcd_diff;
 mod etcd_fixtures;

@@ -444,6 +444,7 @@ impl Oracle {
             items: self.items.clone(),
         };
         let out = match c {
+            Command::Alarm { .. } => unreachable!("the generator makes no alarms; see alarms.rs"),
             Command::Put(p) => {
                 self.check_put(p)?;
                 Applied::Put(self.put(&mut log, p)?)
@@ -773,7 +774,10 @@ fn rejected_by_api(c: &Command) -> bool {
         Command::Put(p) => validate_put(p).is_err(),
         Command::DeleteRange(d) => validate_delete(d).is_err(),
         Command::Txn(t) => validate_txn(t, &Limits::default()).is_err(),
-        Command::Compact(_) | Command::LeaseGrant { .. } | Command::LeaseRevoke { .. } => false,
+        Command::Compact(_)
+        | Command::LeaseGrant { .. }
+        | Command::LeaseRevoke { .. }
+        | Command::Alarm { .. } => false,
     }
 }
 
