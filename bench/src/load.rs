@@ -349,8 +349,7 @@ async fn run_watch(
 ) -> Result<LoadResult, String> {
     use tokio_stream::StreamExt;
     let epoch = Instant::now();
-    let mut end = KEY_PREFIX.to_vec();
-    *end.last_mut().expect("non-empty prefix") += 1;
+    let end = net::convert::prefix_end(KEY_PREFIX);
     // Open every watch first and wait for its `created`.
     let mut streams = Vec::with_capacity(plan.watchers);
     for i in 0..plan.watchers {

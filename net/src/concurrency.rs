@@ -27,27 +27,11 @@ use crate::shard::{Revisioned, ShardError, ShardHandle};
 use crate::watch::{CreateSpec, WatchIn, WatchOut};
 
 fn untyped(e: ShardError) -> Status {
-    match e {
-        ShardError::Engine(e) => convert::engine_error(&e).untyped().status(),
-        ShardError::Stopped => errors::STOPPED.untyped().status(),
-        ShardError::TooLarge => errors::REQUEST_TOO_LARGE.untyped().status(),
-    }
+    convert::shard_error(&e).untyped().status()
 }
 
 fn untyped_etcd(e: EtcdError) -> Status {
     e.untyped().status()
-}
-
-/// The first key after every key with `prefix`.
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
 }
 
 fn txn_response(r: &Revisioned<engine::Applied>) -> &engine::TxnResponse {
@@ -69,7 +53,7 @@ fn range_of(op: &ResponseOp) -> &engine::RangeResponse {
 fn creator_query(prefix: &[u8], newest: bool, max_create_revision: i64) -> RangeRequest {
     RangeRequest {
         key: prefix.to_vec(),
-        range_end: prefix_end(prefix),
+        range_end: convert::prefix_end(prefix),
         limit: 1,
         sort_order: if newest {
             SortOrder::Descend
@@ -82,36 +66,37 @@ fn creator_query(prefix: &[u8], newest: bool, max_create_revision: i64) -> Range
     }
 }
 
-/// Waits until `key` is deleted at a revision after `rev`.
-async fn wait_delete(shard: &ShardHandle, key: Vec<u8>, rev: i64) -> Result<(), ShardError> {
-    let (stream, mut rx) = shard.watch_open().await?;
+/// Waits for the first change a watch of `spec` sees, or for its
+/// cancellation by compaction (the caller then re-reads). The watch stream
+/// is closed however the wait ends, the future being dropped included.
+async fn next_change(shard: &ShardHandle, spec: CreateSpec) -> Result<(), ShardError> {
     struct Close<'a>(&'a ShardHandle, crate::watch::StreamId);
     impl Drop for Close<'_> {
         fn drop(&mut self) {
             self.0.watch_close(self.1);
         }
     }
+    let (stream, mut rx) = shard.watch_open().await?;
     let _close = Close(shard, stream);
+    shard.watch(stream, WatchIn::Create(spec)).await?;
+    while let Some(out) = rx.recv().await {
+        if matches!(out, WatchOut::Events { .. } | WatchOut::Canceled { .. }) {
+            return Ok(());
+        }
+    }
+    Err(ShardError::Stopped)
+}
+
+/// Waits until `key` is deleted at a revision after `rev`: with puts
+/// filtered out, any event is the delete.
+async fn wait_delete(shard: &ShardHandle, key: Vec<u8>, rev: i64) -> Result<(), ShardError> {
     let spec = CreateSpec {
         key,
         start_revision: rev + 1,
         no_put: true,
         ..Default::default()
     };
-    shard.watch(stream, WatchIn::Create(spec)).await?;
-    while let Some(out) = rx.recv().await {
-        match out {
-            WatchOut::Events { events, .. }
-                if events.iter().any(|e| e.kind == engine::EventKind::Delete) =>
-            {
-                return Ok(())
-            }
-            // Compacted past: the caller re-reads the prefix.
-            WatchOut::Canceled { .. } => return Ok(()),
-            _ => {}
-        }
-    }
-    Err(ShardError::Stopped)
+    next_change(shard, spec).await
 }
 
 /// etcd's waitDeletes: returns once no key under `prefix` was created at or
@@ -451,25 +436,13 @@ impl epb::election_server::Election for ElectionService {
 
 /// Waits for any change under `prefix` after revision `rev`.
 async fn wait_change(shard: &ShardHandle, prefix: &[u8], rev: i64) -> Result<(), ShardError> {
-    let (stream, mut rx) = shard.watch_open().await?;
     let spec = CreateSpec {
         key: prefix.to_vec(),
-        range_end: prefix_end(prefix),
+        range_end: convert::prefix_end(prefix),
         start_revision: rev + 1,
         ..Default::default()
     };
-    let result = async {
-        shard.watch(stream, WatchIn::Create(spec)).await?;
-        while let Some(out) = rx.recv().await {
-            if matches!(out, WatchOut::Events { .. } | WatchOut::Canceled { .. }) {
-                return Ok(());
-            }
-        }
-        Err(ShardError::Stopped)
-    }
-    .await;
-    shard.watch_close(stream);
-    result
+    next_change(shard, spec).await
 }
 
 #[cfg(test)]
@@ -478,6 +451,7 @@ mod tests {
 
     #[test]
     fn prefix_end_is_etcds() {
+        use crate::convert::prefix_end;
         assert_eq!(prefix_end(b"a/"), b"a0".to_vec());
         assert_eq!(prefix_end(b"a\xff"), b"b".to_vec());
         assert_eq!(prefix_end(b"\xff\xff"), vec![0]);

@@ -297,3 +297,26 @@ pub fn is_read_only(t: &engine::TxnRequest) -> bool {
         _ => false,
     })
 }
+
+/// A shard's failure as etcd's error.
+pub fn shard_error(e: &crate::shard::ShardError) -> EtcdError {
+    use crate::shard::ShardError;
+    match e {
+        ShardError::Engine(e) => engine_error(e),
+        ShardError::Stopped => errors::STOPPED,
+        ShardError::TooLarge => errors::REQUEST_TOO_LARGE,
+    }
+}
+
+/// The first key after every key starting with `prefix` (etcd's
+/// `GetPrefixRangeEnd`); `"\0"` (every key) when no such key exists.
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}

@@ -136,10 +136,6 @@ impl DataDir {
         self.identity
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     pub fn wal_dir(&self) -> PathBuf {
         self.path.join("wal")
     }

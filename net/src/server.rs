@@ -8,7 +8,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -115,9 +115,10 @@ pub fn run(
         lease_ttl_min_secs: config.lease_ttl_min_secs,
     });
 
-    let fatal: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
     let mut on_started = Some(on_started);
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Backend>();
+    // Each core reports once: its backend when it listens, or why it could
+    // not start.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<Backend, String>>();
     let mut inbox = Some(inbox);
     let mut data_dir = Some(data_dir);
     let mut threads = Vec::new();
@@ -133,16 +134,15 @@ pub fn run(
         let force_epoll = config.force_epoll;
         let progress_notify_interval = config.progress_notify_interval;
         let ready_tx = ready_tx.clone();
-        let fatal = fatal.clone();
         let t = std::thread::Builder::new()
             .name(format!("kvik-core-{core}"))
             .spawn(move || {
                 let (runtime, backend) = match rt::build_runtime(force_epoll) {
                     Ok(r) => r,
                     Err(e) => {
-                        *fatal.lock().unwrap() =
-                            Some(format!("core {core}: cannot build runtime: {e}"));
-                        std::process::exit(1);
+                        let _ =
+                            ready_tx.send(Err(format!("core {core}: cannot build runtime: {e}")));
+                        return;
                     }
                 };
                 // Logged before this core listens, so a client that reached
@@ -156,9 +156,9 @@ pub fn run(
                             match shard::Shard::open_dir(data_dir, shared.max_txn_ops).await {
                                 Ok(s) => s,
                                 Err(e) => {
-                                    tracing::error!("cannot open the keyspace: {e}");
-                                    eprintln!("kvik: {e}");
-                                    std::process::exit(1);
+                                    let _ = ready_tx
+                                        .send(Err(format!("cannot open the keyspace: {e}")));
+                                    return;
                                 }
                             };
                         shard.set_progress_notify_interval(progress_notify_interval);
@@ -188,7 +188,7 @@ pub fn run(
                         let l = compio::net::TcpListener::from_std(l).expect("register listener");
                         compio::runtime::spawn(accept_loop(l, router.clone())).detach();
                     }
-                    let _ = ready_tx.send(backend);
+                    let _ = ready_tx.send(Ok(backend));
                     // Park this task forever; the spawned tasks do the work.
                     std::future::pending::<()>().await;
                 });
@@ -200,17 +200,12 @@ pub fn run(
     let mut backend = None;
     for _ in 0..config.cores {
         match ready_rx.recv() {
-            Ok(b) => backend = Some(b),
-            Err(_) => break,
+            Ok(Ok(b)) => backend = Some(b),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err("a core stopped during start-up".into()),
         }
     }
-    let Some(backend) = backend else {
-        return Err(fatal
-            .lock()
-            .unwrap()
-            .clone()
-            .unwrap_or_else(|| "a core failed to start".into()));
-    };
+    let backend = backend.expect("at least one core reported");
     if let Some(f) = on_started.take() {
         f(&Started {
             backend,
@@ -220,12 +215,7 @@ pub fn run(
     for t in threads {
         let _ = t.join();
     }
-    let msg = fatal
-        .lock()
-        .unwrap()
-        .clone()
-        .unwrap_or_else(|| "all cores stopped".into());
-    Err(msg)
+    Err("all cores stopped".into())
 }
 
 /// How long start-up waits for a client port held by a process that just

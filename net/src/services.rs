@@ -88,11 +88,7 @@ impl Shared {
 }
 
 fn status_of(e: ShardError) -> Status {
-    match e {
-        ShardError::Engine(e) => convert::engine_error(&e).status(),
-        ShardError::Stopped => errors::STOPPED.status(),
-        ShardError::TooLarge => errors::REQUEST_TOO_LARGE.status(),
-    }
+    convert::shard_error(&e).status()
 }
 
 fn engine_status(e: engine::Error) -> Status {
@@ -505,9 +501,6 @@ impl pb::cluster_server::Cluster for ClusterService {
     }
 }
 
-/// etcd's `MaxLeaseTTL`: 9,000,000,000 seconds.
-pub const LEASE_TTL_MAX_SECS: i64 = 9_000_000_000;
-
 #[derive(Clone)]
 pub struct WatchService {
     shared: Arc<Shared>,
@@ -703,7 +696,7 @@ impl pb::lease_server::Lease for LeaseService {
         request: Request<pb::LeaseGrantRequest>,
     ) -> Result<Response<pb::LeaseGrantResponse>, Status> {
         let req = request.into_inner();
-        if req.ttl > LEASE_TTL_MAX_SECS {
+        if req.ttl > engine::LEASE_TTL_MAX_SECS {
             return Err(errors::LEASE_TTL_TOO_LARGE.status());
         }
         self.shared.check_space()?;

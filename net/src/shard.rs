@@ -58,9 +58,6 @@ pub struct ShardStatus {
     pub applied_index: u64,
     pub db_size_bytes: u64,
     pub db_size_in_use_bytes: u64,
-    pub keys: u64,
-    pub fsyncs: u64,
-    pub entries_synced: u64,
     /// Raised alarms, in the order raised.
     pub alarms: Vec<engine::AlarmMember>,
 }
@@ -267,8 +264,6 @@ pub struct Shard<S: Storage + 'static> {
     pending: Vec<(Command, Reply<Applied>)>,
     /// Writes whose sync is in flight, in log order.
     syncing: Vec<(Command, Reply<Applied>)>,
-    fsyncs: u64,
-    entries_synced: u64,
     sync_started: Option<std::time::Instant>,
     watch: WatchHub,
     /// The latest time the shard was told.
@@ -282,6 +277,11 @@ pub struct Shard<S: Storage + 'static> {
     progress_notify_interval: Duration,
     /// Where the NOSPACE flag is published (set once running).
     nospace: Option<Arc<AtomicBool>>,
+    /// The locked data directory, held for as long as the shard lives.
+    data_dir: Option<crate::datadir::DataDir>,
+    /// Whether the leases recovered from the log (or granted before the
+    /// shard knew the time) have their deadlines yet.
+    lease_deadlines_seeded: bool,
 }
 
 impl Shard<crate::disk::DirStorage> {
@@ -293,9 +293,8 @@ impl Shard<crate::disk::DirStorage> {
         let storage = crate::disk::DirStorage::open(&dir.wal_dir())
             .await
             .map_err(|e| format!("{}: {e}", dir.wal_dir().display()))?;
-        let shard = Shard::open(storage, Limits { txn_ops_max }).await?;
-        // The lock must outlive the process's use of the directory.
-        std::mem::forget(dir);
+        let mut shard = Shard::open(storage, Limits { txn_ops_max }).await?;
+        shard.data_dir = Some(dir);
         Ok(shard)
     }
 }
@@ -358,9 +357,9 @@ impl<S: Storage + 'static> Shard<S> {
             applied_index: last_index,
             pending: Vec::new(),
             syncing: Vec::new(),
-            fsyncs: 0,
-            entries_synced: 0,
             sync_started: None,
+            data_dir: None,
+            lease_deadlines_seeded: false,
             watch: WatchHub::default(),
             now: None,
             lease_deadlines: HashMap::new(),
@@ -591,12 +590,15 @@ impl<S: Storage + 'static> Shard<S> {
     fn tick(&mut self, now: Instant) {
         self.observe(now);
         let now = self.now.expect("just observed");
-        // Leases recovered from the log, or granted before any tick, start
-        // their full TTL now.
-        for (id, ttl) in self.mvcc.leases() {
-            self.lease_deadlines
-                .entry(id)
-                .or_insert(now + Duration::from_secs(ttl as u64));
+        // Leases recovered from the log, or granted before the first tick,
+        // start their full TTL now; later grants get theirs when applied.
+        if !self.lease_deadlines_seeded {
+            self.lease_deadlines_seeded = true;
+            for (id, ttl) in self.mvcc.leases() {
+                self.lease_deadlines
+                    .entry(id)
+                    .or_insert(now + Duration::from_secs(ttl as u64));
+            }
         }
         let expired: Vec<i64> = self
             .lease_deadlines
@@ -634,9 +636,6 @@ impl<S: Storage + 'static> Shard<S> {
             applied_index: self.applied_index,
             db_size_bytes: in_use.max(1),
             db_size_in_use_bytes: in_use.max(1),
-            keys: self.mvcc.key_count() as u64,
-            fsyncs: self.fsyncs,
-            entries_synced: self.entries_synced,
             alarms: self.mvcc.alarms().to_vec(),
         }
     }
@@ -687,8 +686,6 @@ impl<S: Storage + 'static> Shard<S> {
             Err(e) => return Err(format!("WAL sync failed: {e}")),
         }
         self.wal = Some(wal);
-        self.fsyncs += 1;
-        self.entries_synced += self.syncing.len() as u64;
         let took = self
             .sync_started
             .take()

@@ -180,17 +180,7 @@ pub struct WatchHub {
 
 /// Whether `[key, range_end)` is exactly the keys starting with `key`.
 fn is_prefix_range(key: &[u8], range_end: &[u8]) -> bool {
-    if key.is_empty() {
-        return false;
-    }
-    let mut end = key.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end == range_end;
-        }
-    }
-    false
+    !key.is_empty() && range_end != [0] && crate::convert::prefix_end(key) == range_end
 }
 
 /// Sends without waiting. `Err(true)` means the stream is gone.
