@@ -32,6 +32,9 @@ pub enum Error {
     /// OutOfRange: a grant asks for more than
     /// [`crate::LEASE_TTL_MAX_SECS`].
     LeaseTtlTooLarge,
+    /// DataLoss: stored bytes failed their checksum; the answer is withheld
+    /// ([`crate::Mvcc::take_corruption`] says where).
+    Corrupt,
 }
 
 impl Error {
@@ -50,6 +53,7 @@ impl Error {
             Error::LeaseNotFound => "etcdserver: requested lease not found",
             Error::LeaseExists => "etcdserver: lease already exists",
             Error::LeaseTtlTooLarge => "etcdserver: too large lease TTL",
+            Error::Corrupt => "etcdserver: corrupt cluster",
         }
     }
 }

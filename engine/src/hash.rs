@@ -55,23 +55,72 @@ fn put_int64_field(out: &mut Vec<u8>, field: u8, v: i64) {
 /// etcd's bbolt value for a record of `key`: protobuf `mvccpb.KeyValue`
 /// (key=1, create_revision=2, mod_revision=3, version=4, value=5, lease=6;
 /// zero values omitted). A tombstone is stored as `KeyValue{key}` only.
-pub(crate) fn bucket_value(key: &[u8], record: &Record) -> Vec<u8> {
+pub(crate) fn bucket_value(key: &[u8], main: i64, entry: &Entry, value: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     put_bytes_field(&mut out, 1, key);
     if let Entry::Put {
         create_revision,
         version,
-        value,
         lease,
-    } = &record.entry
+    } = entry
     {
         put_int64_field(&mut out, 2, *create_revision);
-        put_int64_field(&mut out, 3, record.rev.main);
+        put_int64_field(&mut out, 3, main);
         put_int64_field(&mut out, 4, *version);
         put_bytes_field(&mut out, 5, value);
         put_int64_field(&mut out, 6, *lease);
     }
     out
+}
+
+/// crc32c of [`bucket_value`], kept with each record so that hashes combine
+/// it instead of reading the value back.
+pub(crate) fn bucket_value_crc(key: &[u8], main: i64, entry: &Entry, value: &[u8]) -> u32 {
+    crc32c::crc32c(&bucket_value(key, main, entry, value))
+}
+
+fn varint_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+fn bytes_field_len(n: usize) -> usize {
+    if n == 0 {
+        0
+    } else {
+        1 + varint_len(n as u64) + n
+    }
+}
+
+fn int64_field_len(v: i64) -> usize {
+    if v == 0 {
+        0
+    } else {
+        1 + varint_len(v as u64)
+    }
+}
+
+/// Length of [`bucket_value`] for a record of `key`.
+pub(crate) fn bucket_value_len(key: &[u8], record: &Record) -> usize {
+    let mut n = bytes_field_len(key.len());
+    if let Entry::Put {
+        create_revision,
+        version,
+        lease,
+    } = record.entry
+    {
+        n += int64_field_len(create_revision)
+            + int64_field_len(record.rev.main)
+            + int64_field_len(version)
+            + bytes_field_len(record.value_len(key.len()))
+            + int64_field_len(lease);
+    }
+    n
+}
+
+/// Appends a record's bucket key and value to a running crc.
+fn append_record(h: u32, key: &[u8], record: &Record) -> u32 {
+    let h = crc32c::crc32c_append(h, &bucket_key(record.rev, record.is_tombstone()));
+    crc32c::crc32c_combine(h, record.hash_crc, bucket_value_len(key, record))
 }
 
 /// etcd's `kvHasher`: which records a hash covers and the running CRC.
@@ -109,8 +158,7 @@ impl<'k> KvHasher<'k> {
         if rev.main == self.compact_revision && record.is_tombstone() {
             return;
         }
-        self.hasher = crc32c::crc32c_append(self.hasher, &bucket_key(rev, record.is_tombstone()));
-        self.hasher = crc32c::crc32c_append(self.hasher, &bucket_value(key, record));
+        self.hasher = append_record(self.hasher, key, record);
     }
 
     pub fn sum(&self) -> u32 {
@@ -123,8 +171,7 @@ impl<'k> KvHasher<'k> {
 pub(crate) fn hash_all<'a>(records: impl Iterator<Item = (&'a [u8], &'a Record)>) -> u32 {
     let mut h = crc32c::crc32c(KEY_BUCKET_NAME);
     for (k, r) in records {
-        h = crc32c::crc32c_append(h, &bucket_key(r.rev, r.is_tombstone()));
-        h = crc32c::crc32c_append(h, &bucket_value(k, r));
+        h = append_record(h, k, r);
     }
     h
 }
@@ -142,26 +189,21 @@ mod tests {
 
     #[test]
     fn protobuf_encoding() {
-        let r = Record {
-            rev: Revision { main: 2, sub: 0 },
-            entry: Entry::Put {
-                create_revision: 2,
-                version: 1,
-                value: b"v1".to_vec(),
-                lease: 777,
-            },
+        let put = Entry::Put {
+            create_revision: 2,
+            version: 1,
+            lease: 777,
         };
         assert_eq!(
-            bucket_value(b"a", &r),
+            bucket_value(b"a", 2, &put, b"v1"),
             [0x0a, 1, b'a', 0x10, 2, 0x18, 2, 0x20, 1, 0x2a, 2, b'v', b'1', 0x30, 0x89, 0x06]
         );
-        let t = Record {
-            rev: Revision { main: 3, sub: 1 },
-            entry: Entry::Tombstone,
-        };
-        assert_eq!(bucket_value(b"a", &t), [0x0a, 1, b'a']);
         assert_eq!(
-            bucket_key(t.rev, true),
+            bucket_value(b"a", 3, &Entry::Tombstone, b""),
+            [0x0a, 1, b'a']
+        );
+        assert_eq!(
+            bucket_key(Revision { main: 3, sub: 1 }, true),
             [0, 0, 0, 0, 0, 0, 0, 3, b'_', 0, 0, 0, 0, 0, 0, 0, 1, b't']
         );
         let mut v = Vec::new();
@@ -170,5 +212,46 @@ mod tests {
             v,
             [0x30, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]
         );
+    }
+
+    #[test]
+    fn lengths_and_combined_crcs_match_the_encoding() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..2000 {
+            let key = vec![b'k'; (next() % 300) as usize];
+            let value = vec![b'v'; (next() % 300) as usize];
+            let big = |n: u64| (n as i64) >> (n % 64);
+            let entry = if next() % 4 == 0 {
+                Entry::Tombstone
+            } else {
+                Entry::Put {
+                    create_revision: big(next()),
+                    version: big(next()),
+                    lease: big(next()),
+                }
+            };
+            let main = big(next());
+            let bytes = bucket_value(&key, main, &entry, &value);
+            let r = Record {
+                rev: Revision { main, sub: 0 },
+                entry,
+                hash_crc: crc32c::crc32c(&bytes),
+                loc: crate::store::Loc::mem(if r_is_put(&entry) { &value } else { b"" }),
+            };
+            assert_eq!(bucket_value_len(&key, &r), bytes.len());
+            let mut whole = bucket_key(r.rev, r.is_tombstone());
+            whole.extend_from_slice(&bytes);
+            assert_eq!(append_record(5, &key, &r), crc32c::crc32c_append(5, &whole));
+        }
+    }
+
+    fn r_is_put(e: &Entry) -> bool {
+        matches!(e, Entry::Put { .. })
     }
 }

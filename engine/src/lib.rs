@@ -27,18 +27,25 @@
 //! a persistent revision store replaces later); `mvcc` holds the semantics,
 //! the lease registry and the watch events.
 
+mod checkpoint;
 mod codec;
 mod error;
 mod gosort;
 mod hash;
 mod mvcc;
+pub mod segment;
 mod store;
 mod types;
 mod validate;
 
+pub use checkpoint::{
+    CheckpointPlan, StoreStats, RECLAIM_BYTES_MAX, RECLAIM_LIVE_PERCENT, SMALL_SEGMENTS_MAX,
+    SMALL_SEGMENT_BYTES,
+};
 pub use codec::CODEC_VERSION;
 pub use error::{DecodeError, Error};
 pub use mvcc::Mvcc;
+pub use store::FlushItem;
 pub use types::{
     AlarmMember, Applied, Command, CompactionRequest, Compare, CompareResult, CompareTarget,
     DeleteRangeRequest, DeleteRangeResponse, Event, EventKind, HashKv, KeyValue, Limits,

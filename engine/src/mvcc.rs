@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::error::Error;
 use crate::gosort;
 use crate::hash::{self, KvHasher};
-use crate::store::{Entry, KeyRange, Record, Revision, Store};
+use crate::store::{Entry, KeyRange, Loc, Record, Revision, Store};
 use crate::types::{
     AlarmMember, Applied, Command, CompactionRequest, Compare, CompareResult, CompareTarget,
     DeleteRangeRequest, DeleteRangeResponse, Event, EventKind, HashKv, KeyValue, PutRequest,
@@ -28,7 +28,7 @@ const NEVER_COMPACTED: i64 = -1;
 
 /// Bookkeeping estimate of one lease's footprint, in bytes (map node share,
 /// id, TTL, key set header).
-const LEASE_OVERHEAD_BYTES: u64 = 96;
+pub(crate) const LEASE_OVERHEAD_BYTES: u64 = 96;
 
 /// Bookkeeping estimate of one key attachment besides the key's bytes, in
 /// bytes (set node share, vector header).
@@ -36,12 +36,12 @@ const ATTACHMENT_OVERHEAD_BYTES: u64 = 48;
 
 /// One granted lease: etcd's `lessor.leaseMap` entry, minus the clock.
 #[derive(Debug, Clone, Default)]
-struct Lease {
+pub(crate) struct Lease {
     /// The TTL granted, in seconds.
-    ttl_secs: i64,
+    pub(crate) ttl_secs: i64,
     /// etcd `Lease.itemSet`: the keys attached, which are exactly the live
     /// keys whose current version carries this lease id.
-    keys: BTreeSet<Vec<u8>>,
+    pub(crate) keys: BTreeSet<Vec<u8>>,
 }
 
 /// The MVCC state machine of one keyspace.
@@ -53,26 +53,28 @@ pub struct Mvcc {
     pub(crate) store: Store,
     /// etcd `currentRev`: the revision of the last write command (1 when
     /// nothing was written).
-    current_rev: i64,
+    pub(crate) current_rev: i64,
     /// etcd `compactMainRev`: -1 until the first compaction.
-    compact_rev: i64,
+    pub(crate) compact_rev: i64,
     /// Keys that exist at `current_rev`.
-    live_keys: usize,
+    pub(crate) live_keys: usize,
     /// Granted leases by id (etcd's lessor, minus expiry, which the server
     /// drives through `Command::LeaseRevoke`).
-    leases: BTreeMap<i64, Lease>,
+    pub(crate) leases: BTreeMap<i64, Lease>,
     /// Bytes held by `leases`, by the estimate above.
-    lease_bytes: u64,
+    pub(crate) lease_bytes: u64,
     /// Hashes computed by compactions, oldest first, as etcd caches them.
-    compaction_hashes: Vec<HashKv>,
+    pub(crate) compaction_hashes: Vec<HashKv>,
     /// The first revision whose events [`Mvcc::take_events`] has not handed
     /// out yet; events are built from the store when taken.
-    events_from: i64,
+    pub(crate) events_from: i64,
     /// Events not yet taken that a compaction would have made unbuildable,
     /// built before it ran.
     events_built: Vec<Event>,
     /// Raised alarms, in the order raised (etcd's alarm store).
-    alarms: Vec<AlarmMember>,
+    pub(crate) alarms: Vec<AlarmMember>,
+    /// Checkpoint bookkeeping (`checkpoint.rs`).
+    pub(crate) persist: crate::checkpoint::Persist,
 }
 
 impl Mvcc {
@@ -145,12 +147,11 @@ impl Write {
     }
 }
 
-fn to_kv(key: &[u8], r: &Record, fast_keys_only: bool) -> KeyValue {
+fn to_kv(store: &Store, key: &[u8], r: &Record, fast_keys_only: bool) -> KeyValue {
     match &r.entry {
         Entry::Put {
             create_revision,
             version,
-            value,
             lease,
         } => KeyValue {
             key: key.to_vec(),
@@ -162,7 +163,7 @@ fn to_kv(key: &[u8], r: &Record, fast_keys_only: bool) -> KeyValue {
             value: if fast_keys_only {
                 Vec::new()
             } else {
-                value.clone()
+                store.value(r).to_vec()
             },
             lease: if fast_keys_only { 0 } else { *lease },
         },
@@ -225,6 +226,7 @@ impl Mvcc {
             events_from: 2,
             events_built: Vec::new(),
             alarms: Vec::new(),
+            persist: Default::default(),
         }
     }
 
@@ -352,6 +354,9 @@ impl Mvcc {
             }
             out.push(self.event_of(k, r));
         }
+        if self.store.has_corruption() {
+            return Err(Error::Corrupt);
+        }
         Ok((out, done))
     }
 
@@ -368,7 +373,11 @@ impl Mvcc {
     /// A read outside the log (etcd `txn.Range`): at `req.revision`, or at
     /// the current revision when that is `<= 0`.
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse, Error> {
-        self.range_at(req, self.current_rev)
+        let out = self.range_at(req, self.current_rev);
+        if self.store.has_corruption() {
+            return Err(Error::Corrupt);
+        }
+        out
     }
 
     /// Applies one log entry. Deterministic; a command that fails changes
@@ -422,6 +431,11 @@ impl Mvcc {
             self.compact_rev <= self.current_rev,
             "compaction never passes the current revision"
         );
+        if self.store.has_corruption() {
+            // A value read back from disk failed its checks: the command's
+            // outcome is unknown, and the caller must stop applying.
+            return Err(Error::Corrupt);
+        }
         out
     }
 
@@ -544,7 +558,7 @@ impl Mvcc {
     /// The watch event etcd sends for record `r` of `key` (see [`Event`]).
     fn event_of(&self, key: &[u8], r: &Record) -> Event {
         let (kind, kv) = match &r.entry {
-            Entry::Put { .. } => (EventKind::Put, to_kv(key, r, false)),
+            Entry::Put { .. } => (EventKind::Put, to_kv(&self.store, key, r, false)),
             // etcd stores a tombstone as KeyValue{key} and sets only the
             // mod revision when it makes the event (watchable_store_txn.go
             // End, watchable_store.go kvsToEvents).
@@ -566,7 +580,7 @@ impl Mvcc {
         } else {
             self.store
                 .live_at(key, r.rev.main - 1)
-                .map(|p| to_kv(key, p, false))
+                .map(|p| to_kv(&self.store, key, p, false))
         };
         Event { kind, kv, prev_kv }
     }
@@ -611,7 +625,7 @@ impl Mvcc {
         for (k, r) in self.store.range_at(range, at) {
             count += 1;
             if kvs.len() < fetch {
-                kvs.push(to_kv(k, r, fast_keys_only));
+                kvs.push(to_kv(&self.store, k, r, fast_keys_only));
             }
         }
         resp.count = count as i64;
@@ -667,7 +681,7 @@ impl Mvcc {
             .range_at(KeyRange::new(&c.key, &c.range_end), self.current_rev)
         {
             any = true;
-            if !compare_kv(c, &to_kv(k, r, false)) {
+            if !compare_kv(c, &to_kv(&self.store, k, r, false)) {
                 return false;
             }
         }
@@ -822,7 +836,7 @@ impl Mvcc {
         let prev = self
             .store
             .live_at(&p.key, rev)
-            .map(|r| to_kv(&p.key, r, false));
+            .map(|r| to_kv(&self.store, &p.key, r, false));
         let (value, lease, create_revision, version) = match &prev {
             Some(kv) => (
                 if p.ignore_value {
@@ -849,9 +863,9 @@ impl Mvcc {
         let entry = Entry::Put {
             create_revision,
             version,
-            value,
             lease,
         };
+        let hash_crc = hash::bucket_value_crc(&p.key, rev, &entry, &value);
         self.store.append(
             &p.key,
             Record {
@@ -860,6 +874,8 @@ impl Mvcc {
                     sub: w.changes,
                 },
                 entry,
+                hash_crc,
+                loc: Loc::mem(&value),
             },
         );
         w.changes += 1;
@@ -876,7 +892,7 @@ impl Mvcc {
         let found: Vec<KeyValue> = self
             .store
             .range_at(KeyRange::new(&d.key, &d.range_end), rev)
-            .map(|(k, r)| to_kv(k, r, false))
+            .map(|(k, r)| to_kv(&self.store, k, r, false))
             .collect();
         for kv in &found {
             let rec = Record {
@@ -885,6 +901,8 @@ impl Mvcc {
                     sub: w.changes,
                 },
                 entry: Entry::Tombstone,
+                hash_crc: hash::bucket_value_crc(&kv.key, rev, &Entry::Tombstone, &[]),
+                loc: Loc::mem(&[]),
             };
             self.store.append(&kv.key, rec);
             self.move_attachment(w, &kv.key, kv.lease, 0);
@@ -1035,6 +1053,6 @@ impl Mvcc {
     }
 }
 
-fn attachment_bytes(key: &[u8]) -> u64 {
+pub(crate) fn attachment_bytes(key: &[u8]) -> u64 {
     key.len() as u64 + ATTACHMENT_OVERHEAD_BYTES
 }

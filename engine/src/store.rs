@@ -5,9 +5,12 @@
 //! (that is `mvcc.rs`). What it holds corresponds one to one with etcd's bbolt
 //! `key` bucket: one record per (revision, key) that etcd would have there.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
+
+use crate::segment::{Corrupt, IndexEntry, RecordMeta, Segment, RECORD_HEADER_BYTES};
 
 /// A (main, sub) revision: `main` is the store revision of a write command,
 /// `sub` numbers the writes inside it from 0.
@@ -17,29 +20,124 @@ pub(crate) struct Revision {
     pub sub: i64,
 }
 
-/// What one record says about its key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What one record says about its key, besides its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Entry {
     Put {
         create_revision: i64,
         version: i64,
-        value: Vec<u8>,
         lease: i64,
     },
     Tombstone,
 }
 
+/// Where a record's bytes are.
+#[derive(Debug, Clone)]
+pub(crate) enum Loc {
+    /// Not yet in a segment: the value itself (empty for a tombstone).
+    Mem(Arc<[u8]>),
+    /// In a sealed segment, `len` bytes at `off`.
+    Disk {
+        seg: Arc<Segment>,
+        off: u64,
+        len: u32,
+    },
+}
+
+static EMPTY: LazyLock<Arc<[u8]>> = LazyLock::new(|| Arc::from(&[][..]));
+
+impl Loc {
+    /// An in-memory value; empty values share one allocation.
+    pub fn mem(value: &[u8]) -> Loc {
+        if value.is_empty() {
+            Loc::Mem(EMPTY.clone())
+        } else {
+            Loc::Mem(Arc::from(value))
+        }
+    }
+
+    pub fn is_mem(&self) -> bool {
+        matches!(self, Loc::Mem(_))
+    }
+}
+
 /// One version of a key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(crate) struct Record {
     pub rev: Revision,
     pub entry: Entry,
+    /// crc32c of the record's etcd bucket value (`hash::bucket_value`), so
+    /// that hashes never read values back.
+    pub hash_crc: u32,
+    pub loc: Loc,
 }
 
 impl Record {
     pub fn is_tombstone(&self) -> bool {
         matches!(self.entry, Entry::Tombstone)
     }
+
+    /// Length of the value, from memory or the record's on-disk length.
+    pub fn value_len(&self, key_len: usize) -> usize {
+        match &self.loc {
+            Loc::Mem(v) => v.len(),
+            Loc::Disk { len, .. } => (*len as usize).saturating_sub(RECORD_HEADER_BYTES + key_len),
+        }
+    }
+
+    pub fn meta(&self) -> RecordMeta {
+        RecordMeta {
+            main: self.rev.main,
+            sub: self.rev.sub,
+            put: match self.entry {
+                Entry::Put {
+                    create_revision,
+                    version,
+                    lease,
+                } => Some((create_revision, version, lease)),
+                Entry::Tombstone => None,
+            },
+        }
+    }
+}
+
+/// A record to write into a new segment, from memory or copied from an
+/// older segment.
+#[derive(Debug, Clone)]
+pub struct FlushItem {
+    pub(crate) key: Arc<[u8]>,
+    pub(crate) meta: RecordMeta,
+    pub(crate) hash_crc: u32,
+    pub(crate) loc: Loc,
+}
+
+impl FlushItem {
+    /// Size of the record once written, in bytes.
+    pub fn record_bytes(&self) -> u64 {
+        match &self.loc {
+            Loc::Mem(v) => (RECORD_HEADER_BYTES + self.key.len() + v.len()) as u64,
+            Loc::Disk { len, .. } => *len as u64,
+        }
+    }
+
+    /// Appends the record to `enc`; returns its (offset, length) there. A
+    /// copied record is checked first.
+    pub fn encode(&self, enc: &mut crate::segment::SegmentEncoder) -> Result<(u64, u32), Corrupt> {
+        match &self.loc {
+            Loc::Mem(v) => Ok(enc.push(&self.key, &self.meta, self.hash_crc, v)),
+            Loc::Disk { seg, off, len } => {
+                let r = seg.record(*off, *len, self.meta.main, self.meta.sub)?;
+                Ok(enc.push_copy(&self.key, &self.meta, self.hash_crc, r))
+            }
+        }
+    }
+}
+
+/// Per live segment: its file and the bytes of it still referenced.
+#[derive(Debug, Clone)]
+pub(crate) struct SegStat {
+    pub seg: Arc<Segment>,
+    pub live_bytes: u64,
 }
 
 /// Which keys a request names, after etcd's `mkGteRange`.
@@ -87,6 +185,14 @@ const BY_REVISION_ENTRY_BYTES: u64 = std::mem::size_of::<(Revision, Arc<[u8]>)>(
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Store {
     keys: BTreeMap<Arc<[u8]>, Vec<Record>>,
+    /// Live segments by id.
+    segments: BTreeMap<u64, SegStat>,
+    /// Bytes of records not yet in a segment, as they will be written.
+    mem_bytes: u64,
+    /// Records not yet in a segment.
+    mem_records: usize,
+    /// The first damage a read ran into, for the caller to take.
+    corrupt: RefCell<Option<Corrupt>>,
     /// Every stored record's revision with its key (shared with `keys`), in
     /// increasing revision order: writes append at the end, compaction
     /// removes from the part at or below its revision.
@@ -95,12 +201,18 @@ pub(crate) struct Store {
     bytes: u64,
 }
 
-fn record_bytes(r: &Record) -> u64 {
-    let value = match &r.entry {
-        Entry::Put { value, .. } => value.len(),
-        Entry::Tombstone => 0,
-    };
-    (std::mem::size_of::<Record>() + value) as u64 + BY_REVISION_ENTRY_BYTES
+/// The logical size of a record: its memory share plus its value's bytes,
+/// wherever those live.
+fn record_bytes(key: &[u8], r: &Record) -> u64 {
+    (std::mem::size_of::<Record>() + r.value_len(key.len())) as u64 + BY_REVISION_ENTRY_BYTES
+}
+
+/// Bytes a record takes in a segment file.
+fn stored_bytes(key: &[u8], r: &Record) -> u64 {
+    match &r.loc {
+        Loc::Mem(v) => (RECORD_HEADER_BYTES + key.len() + v.len()) as u64,
+        Loc::Disk { len, .. } => *len as u64,
+    }
 }
 
 fn key_bytes(k: &[u8]) -> u64 {
@@ -190,11 +302,51 @@ impl Store {
         }
     }
 
+    /// Bookkeeping for a record entering the store.
+    fn counted(&mut self, key: &[u8], r: &Record) {
+        self.bytes += record_bytes(key, r);
+        self.records += 1;
+        match &r.loc {
+            Loc::Mem(_) => {
+                self.mem_bytes += stored_bytes(key, r);
+                self.mem_records += 1;
+            }
+            Loc::Disk { seg, len, .. } => {
+                if let Some(s) = self.segments.get_mut(&seg.id()) {
+                    s.live_bytes += *len as u64;
+                }
+            }
+        }
+    }
+
+    /// Bookkeeping for a record leaving the store.
+    fn uncounted(
+        bytes: &mut u64,
+        records: &mut usize,
+        mem: (&mut u64, &mut usize),
+        segments: &mut BTreeMap<u64, SegStat>,
+        key: &[u8],
+        r: &Record,
+    ) {
+        *bytes -= record_bytes(key, r);
+        *records -= 1;
+        match &r.loc {
+            Loc::Mem(_) => {
+                *mem.0 -= stored_bytes(key, r);
+                *mem.1 -= 1;
+            }
+            Loc::Disk { seg, len, .. } => {
+                if let Some(s) = segments.get_mut(&seg.id()) {
+                    s.live_bytes -= *len as u64;
+                }
+            }
+        }
+    }
+
     /// Appends a record; its revision must be above every record of the key
     /// and unused by any other key.
     pub fn append(&mut self, key: &[u8], record: Record) {
-        self.bytes += record_bytes(&record);
-        self.records += 1;
+        self.counted(key, &record);
         let rev = record.rev;
         debug_assert!(
             self.by_revision.last().is_none_or(|(last, _)| *last < rev),
@@ -228,8 +380,14 @@ impl Store {
         };
         while records.last().is_some_and(|r| r.rev.main == main) {
             let r = records.pop().expect("checked non-empty");
-            self.bytes -= record_bytes(&r);
-            self.records -= 1;
+            Self::uncounted(
+                &mut self.bytes,
+                &mut self.records,
+                (&mut self.mem_bytes, &mut self.mem_records),
+                &mut self.segments,
+                key,
+                &r,
+            );
         }
         // The revision's records are the index's last entries.
         let start = self.by_revision.partition_point(|(r, _)| r.main < main);
@@ -249,7 +407,9 @@ impl Store {
     /// etcd's compaction at `at`: for each key, of the records at or below
     /// `at` only the newest survives, and that one only if it is a put or a
     /// tombstone written exactly at `at` (etcd `keyIndex.compact`). Keys left
-    /// without records are dropped.
+    /// without records are dropped. Idempotent, and compacting at `a` then
+    /// at `b > a` equals compacting at `b`: a store rebuilt from segments
+    /// that still hold dead records is compacted again on load.
     pub fn compact(&mut self, at: i64) {
         let mut emptied = Vec::new();
         for (k, records) in self.keys.iter_mut() {
@@ -259,8 +419,14 @@ impl Store {
             let keep_newest = !records[i].is_tombstone() || records[i].rev.main == at;
             let cut = if keep_newest { i } else { i + 1 };
             for r in records.drain(..cut) {
-                self.bytes -= record_bytes(&r);
-                self.records -= 1;
+                Self::uncounted(
+                    &mut self.bytes,
+                    &mut self.records,
+                    (&mut self.mem_bytes, &mut self.mem_records),
+                    &mut self.segments,
+                    k,
+                    &r,
+                );
             }
             if records.is_empty() {
                 emptied.push(k.clone());
@@ -277,6 +443,262 @@ impl Store {
         self.by_revision
             .retain(|(rev, k)| keys.get(k).is_some_and(|rs| rs[0].rev == *rev));
         self.by_revision.append(&mut above);
+    }
+
+    // ---- the persistent side ----
+
+    /// The value of a put record (empty for a tombstone). A value whose
+    /// on-disk checks fail reads as empty and the damage is kept for
+    /// [`Store::take_corruption`]: the caller must not serve the result.
+    pub fn value<'r>(&self, r: &'r Record) -> &'r [u8] {
+        match &r.loc {
+            Loc::Mem(v) => v,
+            Loc::Disk { seg, off, len } => match seg.value(*off, *len, r.rev.main, r.rev.sub) {
+                Ok(v) => v,
+                Err(e) => {
+                    self.corrupt.borrow_mut().get_or_insert(e);
+                    &[]
+                }
+            },
+        }
+    }
+
+    /// Whether a read met damage not yet taken.
+    pub fn has_corruption(&self) -> bool {
+        self.corrupt.borrow().is_some()
+    }
+
+    /// The first damage a read met since the last call.
+    pub fn take_corruption(&self) -> Option<Corrupt> {
+        self.corrupt.borrow_mut().take()
+    }
+
+    /// Bytes and count of the records not yet in a segment.
+    pub fn mem_usage(&self) -> (u64, usize) {
+        (self.mem_bytes, self.mem_records)
+    }
+
+    /// The live segments with the bytes of each still referenced.
+    pub fn segment_stats(&self) -> impl Iterator<Item = &SegStat> + '_ {
+        self.segments.values()
+    }
+
+    /// The records not yet in a segment (all above revision `after`), in
+    /// revision order.
+    pub fn mem_items(&self, after: i64) -> Vec<FlushItem> {
+        let from = self.by_revision.partition_point(|(r, _)| r.main <= after);
+        let items: Vec<FlushItem> = self.by_revision[from..]
+            .iter()
+            .map(|(rev, k)| {
+                let r = self.record_at(k, *rev);
+                FlushItem {
+                    key: Arc::clone(k),
+                    meta: r.meta(),
+                    hash_crc: r.hash_crc,
+                    loc: r.loc.clone(),
+                }
+            })
+            .collect();
+        debug_assert!(items.iter().all(|i| i.loc.is_mem()));
+        debug_assert_eq!(
+            items.len(),
+            self.mem_records,
+            "every memory record above `after`"
+        );
+        items
+    }
+
+    /// The records of segment `id` still live, to copy elsewhere.
+    pub fn live_items_of(&self, id: u64) -> Result<Vec<FlushItem>, Corrupt> {
+        let Some(stat) = self.segments.get(&id) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for e in stat.seg.index()? {
+            let Some((k, records)) = self.keys.get_key_value(&e.key[..]) else {
+                continue;
+            };
+            let rev = Revision {
+                main: e.meta.main,
+                sub: e.meta.sub,
+            };
+            let Ok(i) = records.binary_search_by_key(&rev, |r| r.rev) else {
+                continue;
+            };
+            let r = &records[i];
+            if matches!(&r.loc, Loc::Disk { seg, off, .. } if seg.id() == id && *off == e.offset) {
+                out.push(FlushItem {
+                    key: Arc::clone(k),
+                    meta: r.meta(),
+                    hash_crc: r.hash_crc,
+                    loc: r.loc.clone(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Makes `seg` live and points each record that `placed` names at its
+    /// copy there, if the record still exists and is still where the copy
+    /// came from. Segments left without live records are dropped.
+    pub fn install(&mut self, seg: Arc<Segment>, placed: &[(FlushItem, u64, u32)]) {
+        assert!(
+            !self.segments.contains_key(&seg.id()),
+            "segment {} installed twice",
+            seg.id()
+        );
+        self.segments.insert(
+            seg.id(),
+            SegStat {
+                seg: Arc::clone(&seg),
+                live_bytes: 0,
+            },
+        );
+        for (item, off, len) in placed {
+            let rev = Revision {
+                main: item.meta.main,
+                sub: item.meta.sub,
+            };
+            let Some(records) = self.keys.get_mut(&item.key[..]) else {
+                continue;
+            };
+            let Ok(i) = records.binary_search_by_key(&rev, |r| r.rev) else {
+                continue;
+            };
+            let r = &mut records[i];
+            let same = match (&r.loc, &item.loc) {
+                (Loc::Mem(a), Loc::Mem(b)) => Arc::ptr_eq(a, b) || a.is_empty() && b.is_empty(),
+                (
+                    Loc::Disk {
+                        seg: a, off: ao, ..
+                    },
+                    Loc::Disk {
+                        seg: b, off: bo, ..
+                    },
+                ) => a.id() == b.id() && ao == bo,
+                _ => false,
+            };
+            if !same {
+                continue;
+            }
+            let old = std::mem::replace(
+                &mut r.loc,
+                Loc::Disk {
+                    seg: Arc::clone(&seg),
+                    off: *off,
+                    len: *len,
+                },
+            );
+            match old {
+                Loc::Mem(v) => {
+                    self.mem_bytes -= (RECORD_HEADER_BYTES + item.key.len() + v.len()) as u64;
+                    self.mem_records -= 1;
+                }
+                Loc::Disk { seg: from, len, .. } => {
+                    if let Some(s) = self.segments.get_mut(&from.id()) {
+                        s.live_bytes -= len as u64;
+                    }
+                }
+            }
+            self.segments
+                .get_mut(&seg.id())
+                .expect("just inserted")
+                .live_bytes += *len as u64;
+        }
+        self.segments
+            .retain(|id, s| s.live_bytes > 0 || *id == seg.id());
+    }
+
+    /// Forgets segments that no record references any more; returns their
+    /// ids.
+    pub fn drop_unreferenced(&mut self) -> Vec<u64> {
+        let dead: Vec<u64> = self
+            .segments
+            .iter()
+            .filter(|(_, s)| s.live_bytes == 0)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &dead {
+            self.segments.remove(id);
+        }
+        dead
+    }
+
+    /// Rebuilds a store from sealed segments, then applies the compaction
+    /// at `compact_rev` again (segments may hold records it removed).
+    /// Reads each segment's index only; values stay on disk.
+    pub fn load(segments: Vec<Arc<Segment>>, compact_rev: i64) -> Result<Store, Corrupt> {
+        let mut store = Store::default();
+        let mut all: Vec<(IndexEntry, Arc<Segment>)> = Vec::new();
+        for seg in segments {
+            for e in seg.index()? {
+                all.push((e, Arc::clone(&seg)));
+            }
+            store
+                .segments
+                .insert(seg.id(), SegStat { seg, live_bytes: 0 });
+        }
+        all.sort_by(|(a, _), (b, _)| {
+            (&a.key, a.meta.main, a.meta.sub).cmp(&(&b.key, b.meta.main, b.meta.sub))
+        });
+        let mut key: Option<Arc<[u8]>> = None;
+        for (e, seg) in all {
+            let rev = Revision {
+                main: e.meta.main,
+                sub: e.meta.sub,
+            };
+            let r = Record {
+                rev,
+                entry: match e.meta.put {
+                    Some((create_revision, version, lease)) => Entry::Put {
+                        create_revision,
+                        version,
+                        lease,
+                    },
+                    None => Entry::Tombstone,
+                },
+                hash_crc: e.hash_crc,
+                loc: Loc::Disk {
+                    off: e.offset,
+                    len: e.len,
+                    seg: Arc::clone(&seg),
+                },
+            };
+            let k = match &key {
+                Some(k) if k[..] == e.key[..] => Arc::clone(k),
+                _ => {
+                    let k: Arc<[u8]> = Arc::from(&e.key[..]);
+                    store.bytes += key_bytes(&k);
+                    store.keys.insert(Arc::clone(&k), Vec::new());
+                    key = Some(Arc::clone(&k));
+                    k
+                }
+            };
+            store.counted(&k, &r);
+            let records = store.keys.get_mut(&k).expect("inserted above");
+            if records.last().is_some_and(|l| l.rev >= rev) {
+                return Err(Corrupt {
+                    file: crate::segment::segment_name(seg.id()),
+                    offset: e.offset,
+                    what: "a revision of a key is stored twice",
+                });
+            }
+            records.push(r);
+            store.by_revision.push((rev, k));
+        }
+        store.by_revision.sort_unstable_by_key(|(rev, _)| *rev);
+        if store.by_revision.windows(2).any(|w| w[0].0 == w[1].0) {
+            return Err(Corrupt {
+                file: "revision store".to_string(),
+                offset: 0,
+                what: "one revision is stored for two keys",
+            });
+        }
+        if compact_rev > 0 {
+            store.compact(compact_rev);
+        }
+        store.drop_unreferenced();
+        Ok(store)
     }
 
     /// The record of `key` at exactly `rev`; it must be stored.
@@ -366,7 +788,7 @@ impl Store {
                 }
             }
             records += rs.len();
-            bytes += key_bytes(k) + rs.iter().map(record_bytes).sum::<u64>();
+            bytes += key_bytes(k) + rs.iter().map(|r| record_bytes(k, r)).sum::<u64>();
         }
         if self.by_revision.windows(2).any(|w| w[0].0 >= w[1].0) {
             return Err("revision index out of order".to_string());

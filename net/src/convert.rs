@@ -286,6 +286,7 @@ pub fn engine_error(e: &engine::Error) -> EtcdError {
         E::LeaseNotFound => errors::LEASE_NOT_FOUND,
         E::LeaseExists => errors::LEASE_EXIST,
         E::LeaseTtlTooLarge => errors::LEASE_TTL_TOO_LARGE,
+        E::Corrupt => errors::CORRUPT,
     }
 }
 

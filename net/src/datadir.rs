@@ -139,6 +139,11 @@ impl DataDir {
     pub fn wal_dir(&self) -> PathBuf {
         self.path.join("wal")
     }
+
+    /// The revision store: segments and manifests.
+    pub fn store_dir(&self) -> PathBuf {
+        self.path.join("store")
+    }
 }
 
 fn new_identity(name: &str, cluster_token: &str, peer_urls: &[String]) -> Identity {

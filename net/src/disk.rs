@@ -85,6 +85,22 @@ impl raftlog::Storage for DirStorage {
     async fn sync_dir(&self) -> io::Result<()> {
         compio::fs::File::open(&self.dir).await?.sync_all().await
     }
+
+    async fn map(&self, name: &str) -> io::Result<raftlog::Mapped> {
+        let file = std::fs::File::open(self.path(name))?;
+        if file.metadata()?.len() == 0 {
+            // A zero-length map is refused by the kernel.
+            return Ok(std::sync::Arc::new(Vec::new()));
+        }
+        // SAFETY: kvik maps only sealed files, which it never writes or
+        // truncates again (they are only unlinked, which keeps the mapping
+        // valid). The data directory is locked against other kvik
+        // processes; another program changing the file would break this,
+        // as it would any database's files. The checksums on every read
+        // catch damaged bytes.
+        let map = unsafe { memmap2::Mmap::map(&file)? };
+        Ok(std::sync::Arc::new(map))
+    }
 }
 
 impl raftlog::StorageFile for DirFile {

@@ -18,6 +18,13 @@ pub struct Metrics {
     pub applied_index: AtomicU64,
     pub revision: AtomicU64,
     pub db_size_bytes: AtomicU64,
+    pub db_size_in_use_bytes: AtomicU64,
+    /// Checkpoints written since start.
+    pub checkpoints: AtomicU64,
+    /// Bytes written by checkpoints since start.
+    pub checkpoint_bytes: AtomicU64,
+    /// WAL entries replayed at start (past the checkpoint).
+    pub wal_entries_replayed: AtomicU64,
 }
 
 pub static METRICS: Metrics = Metrics {
@@ -28,6 +35,10 @@ pub static METRICS: Metrics = Metrics {
     applied_index: AtomicU64::new(0),
     revision: AtomicU64::new(0),
     db_size_bytes: AtomicU64::new(0),
+    db_size_in_use_bytes: AtomicU64::new(0),
+    checkpoints: AtomicU64::new(0),
+    checkpoint_bytes: AtomicU64::new(0),
+    wal_entries_replayed: AtomicU64::new(0),
 };
 
 impl Metrics {
@@ -72,6 +83,26 @@ impl Metrics {
             s,
             "etcd_server_proposals_applied_total {}",
             g(&self.applied_index)
+        );
+        let _ = writeln!(s, "# TYPE etcd_mvcc_db_total_size_in_use_in_bytes gauge");
+        let _ = writeln!(
+            s,
+            "etcd_mvcc_db_total_size_in_use_in_bytes {}",
+            g(&self.db_size_in_use_bytes)
+        );
+        let _ = writeln!(s, "# TYPE kvik_checkpoints_total counter");
+        let _ = writeln!(s, "kvik_checkpoints_total {}", g(&self.checkpoints));
+        let _ = writeln!(s, "# TYPE kvik_checkpoint_bytes_total counter");
+        let _ = writeln!(
+            s,
+            "kvik_checkpoint_bytes_total {}",
+            g(&self.checkpoint_bytes)
+        );
+        let _ = writeln!(s, "# TYPE kvik_wal_entries_replayed gauge");
+        let _ = writeln!(
+            s,
+            "kvik_wal_entries_replayed {}",
+            g(&self.wal_entries_replayed)
         );
         let _ = writeln!(s, "# TYPE etcd_mvcc_db_total_size_in_bytes gauge");
         let _ = writeln!(

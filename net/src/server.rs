@@ -49,6 +49,8 @@ pub struct ServerConfig {
     pub progress_notify_interval: Duration,
     pub force_epoll: bool,
     pub cores: usize,
+    /// `--snapshot-count` and `--kvik-checkpoint-bytes`.
+    pub checkpoint: shard::CheckpointPolicy,
 }
 
 /// Called once every core is listening (tests and the binary log it).
@@ -133,6 +135,7 @@ pub fn run(
         };
         let force_epoll = config.force_epoll;
         let progress_notify_interval = config.progress_notify_interval;
+        let checkpoint = config.checkpoint;
         let ready_tx = ready_tx.clone();
         let t = std::thread::Builder::new()
             .name(format!("kvik-core-{core}"))
@@ -162,6 +165,7 @@ pub fn run(
                                 }
                             };
                         shard.set_progress_notify_interval(progress_notify_interval);
+                        shard.set_checkpoint_policy(checkpoint);
                         let ticker = shared.shard.clone();
                         compio::runtime::spawn(async move {
                             loop {

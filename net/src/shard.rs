@@ -16,7 +16,6 @@ use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use engine::{Applied, Command, Limits, Mvcc};
-use futures_util::future::{select, Either};
 use raftlog::{Storage, Wal};
 use tokio::sync::{mpsc, oneshot};
 
@@ -38,6 +37,28 @@ pub const PROGRESS_NOTIFY_INTERVAL_DEFAULT: Duration = Duration::from_secs(600);
 /// The term a new keyspace's log starts in; each start then takes office in
 /// the next term.
 pub const BOOTSTRAP_TERM: u64 = 1;
+/// A checkpoint starts once the records held only in memory (and the WAL)
+/// reach this size, in bytes.
+pub const CHECKPOINT_BYTES_DEFAULT: u64 = 64 << 20;
+/// ... or once this many entries were applied since the last one (etcd's
+/// `--snapshot-count` default), in entries.
+pub const CHECKPOINT_ENTRIES_DEFAULT: u64 = 100_000;
+
+/// When the shard checkpoints its state into the revision store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointPolicy {
+    pub bytes: u64,
+    pub entries: u64,
+}
+
+impl Default for CheckpointPolicy {
+    fn default() -> Self {
+        CheckpointPolicy {
+            bytes: CHECKPOINT_BYTES_DEFAULT,
+            entries: CHECKPOINT_ENTRIES_DEFAULT,
+        }
+    }
+}
 
 /// What the shard answers besides the operation's own result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +118,8 @@ enum Request {
     LeaseTimeToLive(i64, bool, Instant, Reply<LeaseInfo>),
     Leases(Reply<Vec<i64>>),
     Alarms(Reply<Vec<engine::AlarmMember>>),
+    /// Maintenance.Defragment: reclaim every dead byte, online.
+    Defragment(oneshot::Sender<()>),
 }
 
 /// Lease.TimeToLive's answer; `ttl_secs = -1` for an unknown lease.
@@ -247,9 +270,27 @@ impl ShardHandle {
     pub async fn leases(&self) -> Result<Revisioned<Vec<i64>>, ShardError> {
         self.ask(Request::Leases).await?
     }
+
+    /// Asks for every segment holding dead bytes to be rewritten by the
+    /// next checkpoint, which starts at once if none is running. Returns
+    /// without waiting for it: reads and writes go on meanwhile.
+    pub async fn defragment(&self) -> Result<(), ShardError> {
+        self.ask(Request::Defragment).await
+    }
 }
 
 type SyncFuture<S> = Pin<Box<dyn Future<Output = (Wal<S>, Result<u64, raftlog::WalError>)>>>;
+type CheckpointFuture = Pin<
+    Box<dyn Future<Output = Result<crate::revstore::Written, crate::revstore::CheckpointError>>>,
+>;
+
+/// What woke the shard's loop.
+enum Wake<S: Storage> {
+    Request(Request),
+    InboxClosed,
+    Synced(Wal<S>, Result<u64, raftlog::WalError>),
+    Checkpointed(Result<crate::revstore::Written, crate::revstore::CheckpointError>),
+}
 
 pub struct Shard<S: Storage + 'static> {
     mvcc: Mvcc,
@@ -282,6 +323,25 @@ pub struct Shard<S: Storage + 'static> {
     /// Whether the leases recovered from the log (or granted before the
     /// shard knew the time) have their deadlines yet.
     lease_deadlines_seeded: bool,
+    /// The revision store's directory.
+    store: S,
+    checkpoint_policy: CheckpointPolicy,
+    /// The checkpoint being written, if any.
+    checkpoint: Option<CheckpointFuture>,
+    /// The applied index the last durable checkpoint covers.
+    checkpointed_index: u64,
+    /// The term of the entry at `applied_index`.
+    applied_term: u64,
+    /// WAL entries below this index are covered by a checkpoint; the next
+    /// sync releases their segments.
+    wal_release_before: Option<u64>,
+    /// Maintenance.Defragment asked for a full reclaim.
+    reclaim_all: bool,
+    /// Checkpoints written since start.
+    checkpoints: u64,
+    /// After a checkpoint failed for want of space, none is tried before
+    /// this applied index.
+    checkpoint_retry_at: u64,
 }
 
 impl Shard<crate::disk::DirStorage> {
@@ -293,15 +353,24 @@ impl Shard<crate::disk::DirStorage> {
         let storage = crate::disk::DirStorage::open(&dir.wal_dir())
             .await
             .map_err(|e| format!("{}: {e}", dir.wal_dir().display()))?;
-        let mut shard = Shard::open(storage, Limits { txn_ops_max }).await?;
+        let store = crate::disk::DirStorage::open(&dir.store_dir())
+            .await
+            .map_err(|e| format!("{}: {e}", dir.store_dir().display()))?;
+        let mut shard = Shard::open(storage, store, Limits { txn_ops_max }).await?;
         shard.data_dir = Some(dir);
         Ok(shard)
     }
 }
 
-impl<S: Storage + 'static> Shard<S> {
-    /// Opens the WAL and rebuilds the state by replaying every entry.
-    pub async fn open(storage: S, limits: Limits) -> Result<Self, String> {
+impl<S: Storage + Clone + 'static> Shard<S> {
+    /// Opens the revision store at its newest checkpoint, then replays the
+    /// WAL entries after it. `store` may be the same directory as the WAL's
+    /// (their file names differ) or another.
+    pub async fn open(storage: S, store: S, limits: Limits) -> Result<Self, String> {
+        let (mut mvcc, manifest) = crate::revstore::open(&store).await?;
+        let (checkpointed_index, checkpointed_term) = manifest
+            .as_ref()
+            .map_or((0, 0), |m| (m.applied_index, m.applied_term));
         let (wal, recovered) = Wal::open(storage).await.map_err(|e| e.to_string())?;
         if let Some(t) = &recovered.truncated_tail {
             tracing::warn!(
@@ -311,12 +380,34 @@ impl<S: Storage + 'static> Shard<S> {
                 t.bytes_dropped
             );
         }
-        let mut mvcc = Mvcc::new();
-        let mut last_term = 0;
-        let mut last_index = 0;
+        if wal.last_index() < checkpointed_index {
+            return Err(format!(
+                "the checkpoint covers entry {checkpointed_index} but the WAL ends at {}: \
+                 the WAL lost acknowledged entries",
+                wal.last_index()
+            ));
+        }
+        if recovered
+            .entries
+            .first()
+            .is_some_and(|e| e.index > checkpointed_index + 1)
+        {
+            return Err(format!(
+                "the WAL starts at entry {} but the checkpoint covers only up to {checkpointed_index}",
+                recovered.entries[0].index
+            ));
+        }
+        let mut last_term = checkpointed_term;
+        let mut last_index = checkpointed_index;
+        let mut replayed = 0u64;
         for entry in &recovered.entries {
+            if entry.index <= checkpointed_index {
+                last_term = last_term.max(entry.term);
+                continue;
+            }
             last_term = last_term.max(entry.term);
             last_index = entry.index;
+            replayed += 1;
             if entry.payload.is_empty() {
                 // A new term's empty entry, as a Raft leader appends.
                 continue;
@@ -328,7 +419,14 @@ impl<S: Storage + 'static> Shard<S> {
                 )
             })?;
             // Failed commands fail again identically: apply is deterministic.
-            let _ = mvcc.apply(&cmd);
+            if mvcc.apply(&cmd) == Err(engine::Error::Corrupt) {
+                let c = mvcc.take_corruption();
+                return Err(format!(
+                    "replaying WAL entry {}: {}",
+                    entry.index,
+                    c.map_or_else(|| "corrupt".to_string(), |c| c.to_string())
+                ));
+            }
             mvcc.skip_events();
         }
         assert_eq!(
@@ -343,11 +441,17 @@ impl<S: Storage + 'static> Shard<S> {
         last_index += 1;
         wal.append(term, last_index, &[]);
         wal.sync().await.map_err(|e| e.to_string())?;
+        let st = mvcc.store_stats();
         tracing::info!(
-            "keyspace recovered: {} WAL entries, revision {}, term {term}",
-            recovered.entries.len(),
+            "keyspace recovered: checkpoint at entry {checkpointed_index} ({} segments, {} bytes), \
+             {replayed} WAL entries replayed, revision {}, term {term}",
+            st.segments,
+            st.file_bytes,
             mvcc.current_revision()
         );
+        METRICS
+            .wal_entries_replayed
+            .store(replayed, Ordering::Relaxed);
         Ok(Shard {
             mvcc,
             limits,
@@ -367,7 +471,25 @@ impl<S: Storage + 'static> Shard<S> {
             last_progress_notify: None,
             progress_notify_interval: PROGRESS_NOTIFY_INTERVAL_DEFAULT,
             nospace: None,
+            store,
+            checkpoint_policy: CheckpointPolicy::default(),
+            checkpoint: None,
+            checkpointed_index,
+            applied_term: term,
+            wal_release_before: None,
+            reclaim_all: false,
+            checkpoints: 0,
+            checkpoint_retry_at: 0,
         })
+    }
+
+    /// When to checkpoint (see [`CheckpointPolicy`]).
+    pub fn set_checkpoint_policy(&mut self, policy: CheckpointPolicy) {
+        assert!(
+            policy.bytes > 0 && policy.entries > 0,
+            "a checkpoint policy of zero"
+        );
+        self.checkpoint_policy = policy;
     }
 
     /// etcd's `--watch-progress-notify-interval`.
@@ -392,7 +514,7 @@ impl<S: Storage + 'static> Shard<S> {
         self.publish_alarms();
         let mut inflight: Option<SyncFuture<S>> = None;
         let mut open = true;
-        while open || inflight.is_some() || !self.pending.is_empty() {
+        while open || inflight.is_some() || !self.pending.is_empty() || self.checkpoint.is_some() {
             // Drain what is already queued, within a budget.
             let mut handled = 0;
             while open && handled < INBOX_BUDGET_MESSAGES && self.pending.len() < BATCH_ENTRIES_MAX
@@ -407,43 +529,148 @@ impl<S: Storage + 'static> Shard<S> {
             if inflight.is_none() && !self.pending.is_empty() {
                 inflight = Some(self.start_sync());
             }
+            if self.checkpoint.is_none() {
+                self.maybe_checkpoint();
+            }
             if handled == INBOX_BUDGET_MESSAGES {
                 yield_now().await;
-                // A sync may have finished meanwhile; poll it before waiting.
-                if let Some(fut) = inflight.as_mut() {
-                    if let std::task::Poll::Ready((wal, result)) = futures_util::poll!(fut.as_mut())
-                    {
-                        inflight = None;
-                        self.finish_sync(wal, result)?;
-                    }
-                }
-                continue;
             }
-            match (inflight.as_mut(), open) {
-                (Some(fut), true) => {
-                    let recv = std::pin::pin!(inbox.rx.recv());
-                    match select(recv, fut.as_mut()).await {
-                        Either::Left((Some(req), _)) => self.handle(req),
-                        Either::Left((None, _)) => open = false,
-                        Either::Right(((wal, result), _)) => {
-                            inflight = None;
-                            self.finish_sync(wal, result)?;
-                        }
+            // Wait for whichever comes first: a request, the sync, the
+            // checkpoint. After a full budget, only poll (never wait).
+            let poll_only = handled == INBOX_BUDGET_MESSAGES;
+            let wake = std::future::poll_fn(|cx| {
+                use std::task::Poll;
+                if let Some(fut) = inflight.as_mut() {
+                    if let Poll::Ready((wal, result)) = fut.as_mut().poll(cx) {
+                        inflight = None;
+                        return Poll::Ready(Some(Wake::Synced(wal, result)));
                     }
                 }
-                (Some(fut), false) => {
-                    let (wal, result) = fut.as_mut().await;
-                    inflight = None;
-                    self.finish_sync(wal, result)?;
+                if let Some(fut) = self.checkpoint.as_mut() {
+                    if let Poll::Ready(result) = fut.as_mut().poll(cx) {
+                        self.checkpoint = None;
+                        return Poll::Ready(Some(Wake::Checkpointed(result)));
+                    }
                 }
-                (None, true) => match inbox.rx.recv().await {
-                    Some(req) => self.handle(req),
-                    None => open = false,
-                },
-                (None, false) => {}
+                if poll_only {
+                    return Poll::Ready(None);
+                }
+                if open {
+                    return match inbox.rx.poll_recv(cx) {
+                        Poll::Ready(Some(req)) => Poll::Ready(Some(Wake::Request(req))),
+                        Poll::Ready(None) => Poll::Ready(Some(Wake::InboxClosed)),
+                        Poll::Pending => Poll::Pending,
+                    };
+                }
+                if inflight.is_none() && self.checkpoint.is_none() {
+                    // Nothing to wait for: pending writes start a sync on
+                    // the next turn of the loop.
+                    return Poll::Ready(None);
+                }
+                Poll::Pending
+            })
+            .await;
+            match wake {
+                None => {}
+                Some(Wake::Request(req)) => self.handle(req),
+                Some(Wake::InboxClosed) => open = false,
+                Some(Wake::Synced(wal, result)) => self.finish_sync(wal, result)?,
+                Some(Wake::Checkpointed(result)) => self.finish_checkpoint(result)?,
             }
         }
         Ok(())
+    }
+
+    /// Starts a checkpoint when the policy says one is due.
+    fn maybe_checkpoint(&mut self) {
+        debug_assert!(self.checkpoint.is_none());
+        if self.applied_index < self.checkpoint_retry_at {
+            return;
+        }
+        let st = self.mvcc.store_stats();
+        let due = st.mem_bytes >= self.checkpoint_policy.bytes
+            || self.applied_index - self.checkpointed_index >= self.checkpoint_policy.entries
+            || (self.reclaim_all || self.mvcc.reclaim_due()) && self.applied_index > 0;
+        if !due {
+            return;
+        }
+        let reclaim_all = std::mem::take(&mut self.reclaim_all);
+        let plan =
+            match self
+                .mvcc
+                .checkpoint_plan(self.applied_index, self.applied_term, reclaim_all)
+            {
+                Ok(plan) => plan,
+                Err(c) => {
+                    // Reading a segment's index failed: leave the state as it
+                    // is (reads of the damaged records answer DataLoss).
+                    tracing::error!("checkpoint not started: {c}");
+                    self.mvcc.checkpoint_abandon();
+                    self.checkpoint_retry_at = self.applied_index + self.checkpoint_policy.entries;
+                    return;
+                }
+            };
+        tracing::debug!(
+            "checkpoint at entry {}: {} records ({} bytes), retiring {} segments",
+            self.applied_index,
+            plan.items.len(),
+            plan.record_bytes(),
+            plan.retired.len()
+        );
+        let store = self.store.clone();
+        self.checkpoint = Some(Box::pin(crate::revstore::write(store, plan)));
+    }
+
+    fn finish_checkpoint(
+        &mut self,
+        result: Result<crate::revstore::Written, crate::revstore::CheckpointError>,
+    ) -> Result<(), String> {
+        use crate::revstore::CheckpointError;
+        let written = match result {
+            Ok(w) => w,
+            Err(CheckpointError::Write(e)) if e.kind() == std::io::ErrorKind::StorageFull => {
+                // Nothing was synced: the state and the WAL are intact. Try
+                // again after as many entries again as the policy allows.
+                tracing::error!("checkpoint abandoned: disk full: {e}");
+                self.mvcc.checkpoint_abandon();
+                self.checkpoint_retry_at = self.applied_index + self.checkpoint_policy.entries;
+                return Ok(());
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        self.mvcc
+            .checkpoint_install(written.segment, &written.placed);
+        let covered = written.manifest.applied_index;
+        assert!(
+            covered >= self.checkpointed_index,
+            "checkpoints never go backwards"
+        );
+        self.checkpointed_index = covered;
+        self.wal_release_before = Some(covered + 1);
+        self.checkpoints += 1;
+        METRICS.checkpoints.fetch_add(1, Ordering::Relaxed);
+        METRICS
+            .checkpoint_bytes
+            .fetch_add(written.bytes, Ordering::Relaxed);
+        self.publish_sizes();
+        Ok(())
+    }
+
+    /// Logs damage a read met; the read itself answered DataLoss.
+    fn log_corruption(&self) {
+        if let Some(c) = self.mvcc.take_corruption() {
+            tracing::error!("{c}: the read was refused with \"etcdserver: corrupt cluster\"");
+        }
+    }
+
+    fn publish_sizes(&self) {
+        let st = self.mvcc.store_stats();
+        METRICS
+            .db_size_bytes
+            .store(st.file_bytes + st.mem_bytes, Ordering::Relaxed);
+        METRICS
+            .db_size_in_use_bytes
+            .store(st.live_file_bytes + st.mem_bytes, Ordering::Relaxed);
     }
 
     fn header<T>(&self, value: T) -> Revisioned<T> {
@@ -462,6 +689,7 @@ impl<S: Storage + 'static> Shard<S> {
                     .range(&r)
                     .map(|v| self.header(v))
                     .map_err(ShardError::from);
+                self.log_corruption();
                 let _ = reply.send(res);
             }
             Request::Write(cmd, reply) => self.pending.push((cmd, reply)),
@@ -477,6 +705,7 @@ impl<S: Storage + 'static> Shard<S> {
                     rev_before,
                     "a read-only txn takes no revision"
                 );
+                self.log_corruption();
                 let _ = reply.send(res);
             }
             Request::Status(reply) => {
@@ -544,6 +773,10 @@ impl<S: Storage + 'static> Shard<S> {
                     },
                 };
                 let _ = reply.send(Ok(self.header(info)));
+            }
+            Request::Defragment(reply) => {
+                self.reclaim_all = true;
+                let _ = reply.send(());
             }
             Request::Alarms(reply) => {
                 let alarms = self.mvcc.alarms().to_vec();
@@ -627,15 +860,15 @@ impl<S: Storage + 'static> Shard<S> {
     }
 
     pub fn status(&self) -> ShardStatus {
-        let in_use = self.mvcc.approx_bytes();
+        let st = self.mvcc.store_stats();
         ShardStatus {
             revision: self.mvcc.current_revision(),
             compact_revision: self.mvcc.compact_revision(),
             raft_term: self.term,
             raft_index: self.last_index,
             applied_index: self.applied_index,
-            db_size_bytes: in_use.max(1),
-            db_size_in_use_bytes: in_use.max(1),
+            db_size_bytes: (st.file_bytes + st.mem_bytes).max(1),
+            db_size_in_use_bytes: (st.live_file_bytes + st.mem_bytes).max(1),
             alarms: self.mvcc.alarms().to_vec(),
         }
     }
@@ -664,7 +897,14 @@ impl<S: Storage + 'static> Shard<S> {
             true
         });
         self.syncing = batch;
+        let release = self.wal_release_before.take();
         Box::pin(async move {
+            if let Some(index) = release {
+                // Entries a durable checkpoint covers are no longer needed.
+                if let Err(e) = wal.release_before(index).await {
+                    return (wal, Err(e));
+                }
+            }
             let result = wal.sync().await;
             (wal, result)
         })
@@ -695,6 +935,15 @@ impl<S: Storage + 'static> Shard<S> {
         for (cmd, reply) in std::mem::take(&mut self.syncing) {
             let rev_before = self.mvcc.current_revision();
             let res = self.mvcc.apply(&cmd);
+            if res == Err(engine::Error::Corrupt) {
+                // The outcome read damaged bytes: stop before answering.
+                let c = self.mvcc.take_corruption();
+                return Err(format!(
+                    "applying WAL entry {}: {}",
+                    self.applied_index + 1,
+                    c.map_or_else(|| "corrupt".to_string(), |c| c.to_string())
+                ));
+            }
             debug_assert!(
                 self.mvcc.current_revision() >= rev_before,
                 "revisions never go backwards"
@@ -729,9 +978,7 @@ impl<S: Storage + 'static> Shard<S> {
         METRICS
             .revision
             .store(self.mvcc.current_revision() as u64, Ordering::Relaxed);
-        METRICS
-            .db_size_bytes
-            .store(self.mvcc.approx_bytes(), Ordering::Relaxed);
+        self.publish_sizes();
         Ok(())
     }
 }

@@ -3,12 +3,19 @@
 //! power is cut (losing or tearing everything after the last completed
 //! fsync), and recovery must keep every acknowledged write.
 //!
+//! Checkpoints run often (a tiny policy) and one client compacts as it
+//! goes, so power is also cut while segments, manifests and space
+//! reclamation are being written; the WAL and the revision store share
+//! the disk, so one cut hits both.
+//!
 //! Seeded: a failure prints its seed; rerun one with `KVIK_SEED=<n>`.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use engine::{Applied, Command, Limits, PutRequest, RangeRequest};
+use std::sync::atomic::Ordering;
+
+use engine::{Applied, Command, CompactionRequest, Limits, PutRequest, RangeRequest};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use net::shard::{self, Shard};
 use raftlog::sim::{block_on, SimDisk};
@@ -31,8 +38,12 @@ fn scenario(seed: u64, disk: &SimDisk, check: bool) -> Result<usize, String> {
     let mut max_rev_seen = 0;
     // Several crash/recover cycles on one disk.
     for cycle in 0..4 {
-        let shard = block_on(Shard::open(disk.clone(), limits))
+        let mut shard = block_on(Shard::open(disk.clone(), disk.clone(), limits))
             .map_err(|e| format!("cycle {cycle}: recovery failed: {e}"))?;
+        shard.set_checkpoint_policy(shard::CheckpointPolicy {
+            bytes: rng.random_range(100..4000),
+            entries: rng.random_range(1..40),
+        });
         let rev = shard.mvcc().current_revision();
         if rev < max_rev_seen {
             return Err(format!(
@@ -40,7 +51,35 @@ fn scenario(seed: u64, disk: &SimDisk, check: bool) -> Result<usize, String> {
             ));
         }
         if check {
+            let compacted = shard.mvcc().compact_revision();
+            let mut newest: std::collections::HashMap<&[u8], &Acked> = Default::default();
             for a in &acked_all {
+                let n = newest.entry(&a.key).or_insert(a);
+                if a.mod_revision > n.mod_revision {
+                    *n = a;
+                }
+            }
+            for a in newest.values() {
+                // Compaction may have removed older versions; the newest
+                // acknowledged one, or something newer, must be there.
+                let r = shard
+                    .mvcc()
+                    .range(&RangeRequest {
+                        key: a.key.clone(),
+                        ..Default::default()
+                    })
+                    .map_err(|e| format!("cycle {cycle}: range of acked {a:?}: {e}"))?;
+                match r.kvs.first() {
+                    Some(kv) if kv.mod_revision > a.mod_revision => {}
+                    Some(kv) if kv.mod_revision == a.mod_revision && kv.value == a.value => {}
+                    other => {
+                        return Err(format!(
+                            "cycle {cycle}: lost acknowledged write {a:?}, found {other:?}"
+                        ))
+                    }
+                }
+            }
+            for a in acked_all.iter().filter(|a| a.mod_revision >= compacted) {
                 let r = shard
                     .mvcc()
                     .range(&RangeRequest {
@@ -86,6 +125,19 @@ fn scenario(seed: u64, disk: &SimDisk, check: bool) -> Result<usize, String> {
                     match handle.write(Command::Put(put)).await {
                         Ok(r) => {
                             assert!(matches!(r.value, Applied::Put(_)));
+                            if c == 0 && i % 3 == 2 {
+                                // Compaction makes dead bytes for the
+                                // checkpoints to reclaim.
+                                let _ = handle
+                                    .write(Command::Compact(CompactionRequest {
+                                        revision: r.revision - 2,
+                                        physical: false,
+                                    }))
+                                    .await;
+                                if i % 2 == 0 {
+                                    let _ = handle.defragment().await;
+                                }
+                            }
                             acked.borrow_mut().push(Acked {
                                 key,
                                 value,
@@ -131,6 +183,11 @@ fn acknowledged_writes_survive_power_loss() {
     assert!(
         checked > 1000,
         "only {checked} acknowledged writes were checked"
+    );
+    let checkpoints = net::metrics::METRICS.checkpoints.load(Ordering::Relaxed);
+    assert!(
+        checkpoints > 500,
+        "only {checkpoints} checkpoints completed"
     );
 }
 

@@ -8,12 +8,17 @@
 //!   disk;
 //! * [`sim::SimDisk`], an in-memory, fault-injecting `Storage` for tests here
 //!   and in other crates;
-//! * later, the sans-IO Raft core, whose log is this WAL unchanged (every
-//!   record already carries its Raft term and index).
+//! * the sans-IO Raft core ([`raft`]): elections, replication, snapshot
+//!   metadata, membership, reads and its message codec, as a deterministic
+//!   state machine driven by ticks and messages. Its durable log is this WAL
+//!   (every record already carries its Raft term and index).
 //!
 //! It must not touch:
 //!
-//! * the clock: time is passed in by the caller;
+//! * the clock: time is passed in by the caller (the Raft core counts
+//!   ticks);
+//! * randomness: the Raft core draws election timeouts from a generator
+//!   seeded by its caller;
 //! * files, sockets or any other I/O except through [`Storage`] (the
 //!   real-file implementation lives in the `net` crate, the I/O shell);
 //! * an async runtime: futures are plain and driven by the caller's executor;
@@ -22,11 +27,12 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod raft;
 pub mod sim;
 pub mod storage;
 pub mod wal;
 
-pub use storage::{Storage, StorageFile};
+pub use storage::{Mapped, Storage, StorageFile};
 pub use wal::{
     Entry, Recovered, TornTail, Wal, WalError, WalOptions, WalStats, RECORD_HEADER_BYTES,
     RECORD_PAYLOAD_BYTES_MAX, SEGMENT_BYTES_MAX, SEGMENT_HEADER_BYTES,

@@ -449,6 +449,15 @@ impl Storage for SimDisk {
         Ok(())
     }
 
+    async fn map(&self, name: &str) -> io::Result<crate::storage::Mapped> {
+        maybe_yield(&self.inner).await;
+        let inner = self.inner.borrow();
+        inner.check_powered()?;
+        let id = inner.file_id(name)?;
+        // The page-cache view: what was written, synced or not.
+        Ok(Arc::new(inner.files[&id].volatile.clone()))
+    }
+
     async fn sync_dir(&self) -> io::Result<()> {
         maybe_yield(&self.inner).await;
         let mut inner = self.inner.borrow_mut();

@@ -24,6 +24,10 @@
 
 use std::future::Future;
 use std::io;
+use std::sync::Arc;
+
+/// Read-only bytes of a sealed file, as [`Storage::map`] returns them.
+pub type Mapped = Arc<dyn AsRef<[u8]> + Send + Sync>;
 
 /// One directory of files.
 pub trait Storage {
@@ -45,6 +49,12 @@ pub trait Storage {
 
     /// Makes earlier `create` and `remove` calls on this directory durable.
     fn sync_dir(&self) -> impl Future<Output = io::Result<()>>;
+
+    /// Maps a sealed file read-only (a memory map on real disks). The file
+    /// must never be written or truncated again: it is only removed, which
+    /// leaves existing maps valid. Never write through a map: on a full
+    /// disk that would turn ENOSPC into SIGBUS.
+    fn map(&self, name: &str) -> impl Future<Output = io::Result<Mapped>>;
 }
 
 /// One open file.

@@ -814,7 +814,7 @@ mod tests {
         assert_eq!(c.max_txn_ops, 1000);
         assert_eq!(c.cores, 3);
         assert!(c.force_epoll);
-        assert_eq!(c.not_yet_effective, ["--snapshot-count"]);
+        assert_eq!(c.not_yet_effective, Vec::<String>::new());
         assert_eq!(
             c.warnings,
             ["unrecognized environment variable ETCD_ROOT_PASSWORD"]
@@ -1065,7 +1065,6 @@ mod tests {
         assert_eq!(
             c.not_yet_effective,
             [
-                "--snapshot-count",
                 "--heartbeat-interval",
                 "--election-timeout",
                 "--auto-compaction-retention",

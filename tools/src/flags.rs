@@ -177,7 +177,7 @@ pub static SPECS: &[FlagSpec] = &[
     eff("name", Kind::Str, "default"),
     eff("data-dir", Kind::Str, ""),
     nye("wal-dir", Kind::Str, ""),
-    nye("snapshot-count", Kind::Uint, "10000"),
+    eff("snapshot-count", Kind::Uint, "10000"),
     nye("heartbeat-interval", Kind::Uint, "100"),
     nye("election-timeout", Kind::Uint, "1000"),
     nye("initial-election-tick-advance", Kind::Bool, "true"),
@@ -375,6 +375,7 @@ pub static SPECS: &[FlagSpec] = &[
     // kvik's own.
     eff("kvik-force-epoll", Kind::Bool, "false"),
     eff("kvik-cores", Kind::Uint, "0"),
+    eff("kvik-checkpoint-bytes", Kind::Uint, "67108864"),
 ];
 
 /// etcd's default `--initial-cluster`.

@@ -66,6 +66,14 @@ pub fn main(args: Vec<String>, env: Vec<(String, String)>) -> i32 {
             .unwrap_or(net::shard::PROGRESS_NOTIFY_INTERVAL_DEFAULT),
         force_epoll: config.force_epoll,
         cores: config.cores.max(1),
+        checkpoint: {
+            let d = net::shard::CheckpointPolicy::default();
+            let or_default = |v: u64, d: u64| if v == 0 { d } else { v };
+            net::shard::CheckpointPolicy {
+                entries: or_default(config.flags.uint("snapshot-count"), d.entries),
+                bytes: or_default(config.flags.uint("kvik-checkpoint-bytes"), d.bytes),
+            }
+        },
     };
     tracing::info!(
         "starting kvik {} (etcd API {}) name={} data-dir={} cores={}",

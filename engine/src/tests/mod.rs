@@ -7,6 +7,7 @@ mod etcd_diff;
 mod etcd_fixtures;
 mod leases_events;
 mod model;
+mod persist;
 mod rules;
 mod validation;
 

@@ -1,0 +1,244 @@
+//! The revision store's files: opening a store from its newest manifest,
+//! and writing checkpoints. The format and the rules are the engine's
+//! (`engine::segment`, `engine::CheckpointPlan`); this module only moves
+//! bytes, through `raftlog::Storage`, so the simulated disk can cut power
+//! in the middle of any step.
+//!
+//! A checkpoint, in order:
+//! 1. the new segment is written in chunks (the shard serves requests
+//!    between them), fsynced, and its directory entry made durable;
+//! 2. the manifest goes into the older of the two slots and is fsynced:
+//!    from here on restarts use it;
+//! 3. the retired segments are unlinked (a crash before that leaves files
+//!    that the next open removes).
+//!
+//! A full disk abandons the checkpoint (its records stay in memory and the
+//! WAL keeps every entry); any other failure, and every failed fsync, is
+//! fatal. An fsync is never retried.
+
+use std::io;
+use std::sync::Arc;
+
+use engine::segment::{
+    parse_segment_name, segment_name, Corrupt, Manifest, Segment, SegmentEncoder, MANIFEST_SLOTS,
+};
+use engine::{CheckpointPlan, FlushItem, Mvcc};
+use raftlog::{Storage, StorageFile};
+
+/// Bytes encoded before each write (and yield) while a segment is written.
+pub const CHECKPOINT_CHUNK_BYTES: usize = 1 << 20;
+
+/// A checkpoint that was written: what the shard installs.
+pub struct Written {
+    pub segment: Option<Arc<Segment>>,
+    pub placed: Vec<(FlushItem, u64, u32)>,
+    pub manifest: Manifest,
+    /// Bytes written (segment and manifest).
+    pub bytes: u64,
+}
+
+#[derive(Debug)]
+pub enum CheckpointError {
+    /// A write failed before anything was fsynced. The shard abandons the
+    /// checkpoint and tries again later if the disk was full, and stops
+    /// otherwise.
+    Write(io::Error),
+    /// An fsync failed (or a step after one did): fatal.
+    Sync(io::Error),
+    /// A record copied out of a retired segment failed its checks.
+    Corrupt(Corrupt),
+}
+
+impl std::fmt::Display for CheckpointError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CheckpointError::Write(e) => write!(f, "checkpoint write failed: {e}"),
+            CheckpointError::Sync(e) => write!(f, "checkpoint fsync failed: {e}"),
+            CheckpointError::Corrupt(c) => write!(f, "checkpoint read: {c}"),
+        }
+    }
+}
+
+/// Opens the store in `storage`: the newest intact manifest and the
+/// segments it lists. Segment files it does not list (left by a crash
+/// mid-checkpoint) are removed. A store with no manifest is empty.
+pub async fn open<S: Storage>(storage: &S) -> Result<(Mvcc, Option<Manifest>), String> {
+    let names = storage
+        .list()
+        .await
+        .map_err(|e| format!("listing the revision store: {e}"))?;
+    let mut best: Option<Manifest> = None;
+    for slot in MANIFEST_SLOTS {
+        if !names.iter().any(|n| n == slot) {
+            continue;
+        }
+        let bytes = read_all(storage, slot)
+            .await
+            .map_err(|e| format!("reading {slot}: {e}"))?;
+        match Manifest::decode(&bytes) {
+            Some(m) if best.as_ref().is_none_or(|b| m.seq > b.seq) => best = Some(m),
+            Some(_) => {}
+            None if bytes.is_empty() => {}
+            None => tracing::warn!(
+                "revision store: {slot} is torn or damaged ({} bytes); using the other slot",
+                bytes.len()
+            ),
+        }
+    }
+    let Some(manifest) = best else {
+        // No checkpoint ever completed if at most one slot was created (the
+        // second is created only after the first held a durable manifest);
+        // the WAL then still holds every entry, and any segment file is a
+        // leftover of that first checkpoint.
+        let slots = names
+            .iter()
+            .filter(|n| MANIFEST_SLOTS.contains(&n.as_str()))
+            .count();
+        if slots > 1 {
+            return Err(
+                "revision store: both manifest slots are damaged; refusing to start".to_string(),
+            );
+        }
+        for name in &names {
+            if parse_segment_name(name).is_some() {
+                storage
+                    .remove(name)
+                    .await
+                    .map_err(|e| format!("removing leftover {name}: {e}"))?;
+                tracing::info!("revision store: removed {name}, left by an unfinished checkpoint");
+            }
+        }
+        return Ok((Mvcc::new(), None));
+    };
+    let mut segments = Vec::with_capacity(manifest.segments.len());
+    for id in &manifest.segments {
+        let name = segment_name(*id);
+        let map = storage.map(&name).await.map_err(|e| {
+            format!(
+                "revision store: manifest {} lists {name}, which cannot be opened: {e}",
+                manifest.seq
+            )
+        })?;
+        segments.push(Segment::new(*id, map));
+    }
+    let mvcc = Mvcc::restore(&manifest, segments).map_err(|e| e.to_string())?;
+    for name in &names {
+        if parse_segment_name(name).is_some_and(|id| !manifest.segments.contains(&id)) {
+            storage
+                .remove(name)
+                .await
+                .map_err(|e| format!("removing leftover {name}: {e}"))?;
+            tracing::info!("revision store: removed {name}, left by an unfinished checkpoint");
+        }
+    }
+    Ok((mvcc, Some(manifest)))
+}
+
+async fn read_all<S: Storage>(storage: &S, name: &str) -> io::Result<Vec<u8>> {
+    let f = storage.open(name).await?;
+    let len = f.len().await? as usize;
+    let mut buf = Vec::with_capacity(len);
+    while buf.len() < len {
+        let pos = buf.len() as u64;
+        let (n, b) = f.read_at(buf, pos).await;
+        buf = b;
+        if n? == 0 {
+            break;
+        }
+    }
+    Ok(buf)
+}
+
+/// Writes a planned checkpoint (see the module docs). The future owns
+/// everything it needs, so the shard keeps serving while it runs.
+pub async fn write<S: Storage>(
+    storage: S,
+    plan: CheckpointPlan,
+) -> Result<Written, CheckpointError> {
+    let CheckpointPlan {
+        segment_id,
+        items,
+        manifest,
+        retired,
+    } = plan;
+    let mut bytes = 0u64;
+    let mut placed = Vec::with_capacity(items.len());
+    let segment = if items.is_empty() {
+        None
+    } else {
+        let name = segment_name(segment_id);
+        let mut file = storage
+            .create(&name)
+            .await
+            .map_err(CheckpointError::Write)?;
+        let mut enc = SegmentEncoder::new(segment_id);
+        let mut failed = None;
+        for item in items {
+            match item.encode(&mut enc) {
+                Ok((off, len)) => placed.push((item, off, len)),
+                Err(c) => {
+                    failed = Some(CheckpointError::Corrupt(c));
+                    break;
+                }
+            }
+            if enc.buffered() >= CHECKPOINT_CHUNK_BYTES {
+                let pos = enc.written();
+                let (res, _) = file.write_all_at(enc.take(), pos).await;
+                if let Err(e) = res {
+                    failed = Some(CheckpointError::Write(e));
+                    break;
+                }
+                crate::rt::yield_now().await;
+            }
+        }
+        if failed.is_none() {
+            let pos = enc.written();
+            let (tail, total) = enc.finish();
+            let (res, _) = file.write_all_at(tail, pos).await;
+            bytes += total;
+            if let Err(e) = res {
+                failed = Some(CheckpointError::Write(e));
+            }
+        }
+        if let Some(e) = failed {
+            drop(file);
+            // Nothing of it was synced; a leftover file is removed at open.
+            let _ = storage.remove(&name).await;
+            return Err(e);
+        }
+        file.sync_data().await.map_err(CheckpointError::Sync)?;
+        storage.sync_dir().await.map_err(CheckpointError::Sync)?;
+        let map = storage.map(&name).await.map_err(CheckpointError::Sync)?;
+        Some(Segment::new(segment_id, map))
+    };
+    let slot = MANIFEST_SLOTS[(manifest.seq % 2) as usize];
+    let encoded = manifest.encode();
+    bytes += encoded.len() as u64;
+    let mut f = match storage.open(slot).await {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let f = storage.create(slot).await.map_err(CheckpointError::Sync)?;
+            storage.sync_dir().await.map_err(CheckpointError::Sync)?;
+            f
+        }
+        Err(e) => return Err(CheckpointError::Sync(e)),
+    };
+    let len = encoded.len() as u64;
+    // The segment is durable already: any failure from here on is fatal.
+    let (res, _) = f.write_all_at(encoded, 0).await;
+    res.map_err(CheckpointError::Sync)?;
+    f.set_len(len).await.map_err(CheckpointError::Sync)?;
+    f.sync_data().await.map_err(CheckpointError::Sync)?;
+    for id in retired {
+        // A file left behind is removed by the next open.
+        if let Err(e) = storage.remove(&segment_name(id)).await {
+            tracing::warn!("revision store: removing retired segment {id}: {e}");
+        }
+    }
+    Ok(Written {
+        segment,
+        placed,
+        manifest,
+        bytes,
+    })
+}
