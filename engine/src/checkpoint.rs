@@ -48,8 +48,9 @@ pub(crate) struct Persist {
     next_segment_id: u64,
     /// Records at or below this revision are in segments (or compacted).
     flushed_rev: i64,
-    /// The plan being written, if any: (segment id, revision flushed to).
-    in_flight: Option<(u64, i64)>,
+    /// The plan being written, if any: (segment id, revision flushed to,
+    /// segments it retires).
+    in_flight: Option<(u64, i64, Vec<u64>)>,
 }
 
 /// What a checkpoint writes. See the module docs for the protocol.
@@ -167,7 +168,7 @@ impl Mvcc {
             self.persist.next_segment_id = segment_id + 1;
         }
         self.persist.seq += 1;
-        self.persist.in_flight = Some((segment_id, self.current_rev));
+        self.persist.in_flight = Some((segment_id, self.current_rev, retired.clone()));
         let manifest = Manifest {
             seq: self.persist.seq,
             applied_index,
@@ -200,7 +201,7 @@ impl Mvcc {
         segment: Option<Arc<Segment>>,
         placed: &[(FlushItem, u64, u32)],
     ) {
-        let (id, flushed_to) = self
+        let (id, flushed_to, retired) = self
             .persist
             .in_flight
             .take()
@@ -209,7 +210,7 @@ impl Mvcc {
             assert_eq!(seg.id(), id, "the planned segment is installed");
             self.store.install(seg, placed);
         }
-        self.store.drop_unreferenced();
+        self.store.retire(&retired);
         self.persist.flushed_rev = flushed_to;
     }
 

@@ -540,7 +540,7 @@ impl Store {
 
     /// Makes `seg` live and points each record that `placed` names at its
     /// copy there, if the record still exists and is still where the copy
-    /// came from. Segments left without live records are dropped.
+    /// came from.
     pub fn install(&mut self, seg: Arc<Segment>, placed: &[(FlushItem, u64, u32)]) {
         assert!(
             !self.segments.contains_key(&seg.id()),
@@ -605,23 +605,20 @@ impl Store {
                 .expect("just inserted")
                 .live_bytes += *len as u64;
         }
-        self.segments
-            .retain(|id, s| s.live_bytes > 0 || *id == seg.id());
     }
 
-    /// Forgets segments that no record references any more; returns their
-    /// ids.
-    pub fn drop_unreferenced(&mut self) -> Vec<u64> {
-        let dead: Vec<u64> = self
-            .segments
-            .iter()
-            .filter(|(_, s)| s.live_bytes == 0)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in &dead {
-            self.segments.remove(id);
+    /// Forgets retired segments, whose live records were all copied (or
+    /// have since been compacted away). A segment without live records
+    /// stays listed until a checkpoint retires it, so that its file is
+    /// deleted then.
+    pub fn retire(&mut self, ids: &[u64]) {
+        for id in ids {
+            let s = self.segments.remove(id);
+            debug_assert!(
+                s.as_ref().is_none_or(|s| s.live_bytes == 0),
+                "a retired segment still holds live records: {s:?}"
+            );
         }
-        dead
     }
 
     /// Rebuilds a store from sealed segments, then applies the compaction
@@ -697,7 +694,6 @@ impl Store {
         if compact_rev > 0 {
             store.compact(compact_rev);
         }
-        store.drop_unreferenced();
         Ok(store)
     }
 

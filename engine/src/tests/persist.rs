@@ -142,6 +142,20 @@ impl Persisted {
         for id in &plan.retired {
             self.disk.remove(&segment_name(*id));
         }
+        // No file leaks: the disk holds exactly the manifest's segments,
+        // and the engine lists the same ones.
+        let on_disk: Vec<u64> = self
+            .disk
+            .keys()
+            .filter_map(|n| parse_segment_name(n))
+            .collect();
+        let mut listed = plan.manifest.segments.clone();
+        listed.sort_unstable();
+        if on_disk != listed {
+            return Err(format!(
+                "segment files {on_disk:?} but the manifest lists {listed:?}"
+            ));
+        }
         Ok(())
     }
 
