@@ -37,7 +37,7 @@ pub const SMALL_SEGMENT_BYTES: u64 = 8 << 20;
 /// How many small segments may accumulate before they are merged.
 pub const SMALL_SEGMENTS_MAX: usize = 8;
 /// Live bytes copied by one checkpoint at most, bounding its cost, in bytes.
-pub const RECLAIM_BYTES_MAX: u64 = 256 << 20;
+pub const RECLAIM_BYTES_MAX: u64 = 64 << 20;
 
 /// Bookkeeping kept next to the state, not part of it.
 #[derive(Debug, Clone, Default)]

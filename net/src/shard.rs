@@ -44,6 +44,11 @@ pub const CHECKPOINT_BYTES_DEFAULT: u64 = 64 << 20;
 /// `--snapshot-count` default), in entries.
 pub const CHECKPOINT_ENTRIES_DEFAULT: u64 = 100_000;
 
+/// A checkpoint also starts once this many records are held only in
+/// memory, bounding the work its plan and install do on the shard's
+/// thread, in records.
+pub const CHECKPOINT_RECORDS_MAX: usize = 65_536;
+
 /// When the shard checkpoints its state into the revision store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CheckpointPolicy {
@@ -589,6 +594,7 @@ impl<S: Storage + Clone + 'static> Shard<S> {
         }
         let st = self.mvcc.store_stats();
         let due = st.mem_bytes >= self.checkpoint_policy.bytes
+            || st.mem_records >= CHECKPOINT_RECORDS_MAX
             || self.applied_index - self.checkpointed_index >= self.checkpoint_policy.entries
             || (self.reclaim_all || self.mvcc.reclaim_due()) && self.applied_index > 0;
         if !due {
