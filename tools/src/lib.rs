@@ -3,3 +3,4 @@
 pub mod config;
 pub mod flags;
 pub mod serve;
+pub mod sim;
