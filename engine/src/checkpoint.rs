@@ -99,7 +99,7 @@ impl Mvcc {
         };
         for s in self.store.segment_stats() {
             st.file_bytes += s.seg.len();
-            st.live_file_bytes += s.live_bytes;
+            st.live_file_bytes += s.live_bytes + s.retained_bytes;
             st.segments += 1;
         }
         st
@@ -123,8 +123,13 @@ impl Mvcc {
         let mut copied = 0u64;
         for s in stats {
             let size = s.seg.len();
-            let sparse = s.live_bytes * 100 < size * RECLAIM_LIVE_PERCENT;
-            let dead_any = s.live_bytes < size && all;
+            // Live bytes count records only, so compare with the records'
+            // share of the file: a full segment of tiny records is not
+            // sparse because of its index.
+            let records = s.seg.record_bytes();
+            let used = s.live_bytes + s.retained_bytes;
+            let sparse = used * 100 < records * RECLAIM_LIVE_PERCENT;
+            let dead_any = used < records && all;
             let merge = small >= SMALL_SEGMENTS_MAX && size < SMALL_SEGMENT_BYTES;
             if !(sparse || dead_any || merge) {
                 continue;

@@ -198,6 +198,16 @@ impl Segment {
         (*self.bytes).as_ref()
     }
 
+    /// Bytes of the records alone (no header, index or trailer): what
+    /// live bytes are measured against.
+    pub fn record_bytes(&self) -> u64 {
+        let b = self.bytes();
+        if b.len() < SEGMENT_HEADER_BYTES + SEGMENT_TRAILER_BYTES {
+            return 0;
+        }
+        get_u64(b, b.len() - SEGMENT_TRAILER_BYTES).saturating_sub(SEGMENT_HEADER_BYTES as u64)
+    }
+
     fn corrupt(&self, offset: u64, what: &'static str) -> Corrupt {
         Corrupt {
             file: segment_name(self.id),

@@ -138,6 +138,9 @@ impl FlushItem {
 pub(crate) struct SegStat {
     pub seg: Arc<Segment>,
     pub live_bytes: u64,
+    /// Bytes of compacted-away tombstones kept to shadow older versions
+    /// (see [`Store::live_items_of`]); they count as used space.
+    pub retained_bytes: u64,
 }
 
 /// Which keys a request names, after etcd's `mkGteRange`.
@@ -508,31 +511,45 @@ impl Store {
         items
     }
 
-    /// The records of segment `id` still live, to copy elsewhere.
+    /// The records of segment `id` to copy elsewhere: the live ones, and
+    /// every tombstone, live or not. A compacted-away tombstone still
+    /// shadows older versions of its key that may sit, dead too, in other
+    /// segments; a store rebuilt from the segments re-runs the compaction,
+    /// which would bring those back if the tombstone were gone.
     pub fn live_items_of(&self, id: u64) -> Result<Vec<FlushItem>, Corrupt> {
         let Some(stat) = self.segments.get(&id) else {
             return Ok(Vec::new());
         };
         let mut out = Vec::new();
         for e in stat.seg.index()? {
-            let Some((k, records)) = self.keys.get_key_value(&e.key[..]) else {
-                continue;
-            };
             let rev = Revision {
                 main: e.meta.main,
                 sub: e.meta.sub,
             };
-            let Ok(i) = records.binary_search_by_key(&rev, |r| r.rev) else {
-                continue;
-            };
-            let r = &records[i];
-            if matches!(&r.loc, Loc::Disk { seg, off, .. } if seg.id() == id && *off == e.offset) {
-                out.push(FlushItem {
-                    key: Arc::clone(k),
-                    meta: r.meta(),
-                    hash_crc: r.hash_crc,
-                    loc: r.loc.clone(),
-                });
+            let live = self.keys.get_key_value(&e.key[..]).and_then(|(k, records)| {
+                let i = records.binary_search_by_key(&rev, |r| r.rev).ok()?;
+                let r = &records[i];
+                matches!(&r.loc, Loc::Disk { seg, off, .. } if seg.id() == id && *off == e.offset)
+                    .then(|| FlushItem {
+                        key: Arc::clone(k),
+                        meta: r.meta(),
+                        hash_crc: r.hash_crc,
+                        loc: r.loc.clone(),
+                    })
+            });
+            match live {
+                Some(item) => out.push(item),
+                None if e.meta.put.is_none() => out.push(FlushItem {
+                    key: Arc::from(&e.key[..]),
+                    meta: e.meta,
+                    hash_crc: e.hash_crc,
+                    loc: Loc::Disk {
+                        seg: Arc::clone(&stat.seg),
+                        off: e.offset,
+                        len: e.len,
+                    },
+                }),
+                None => {}
             }
         }
         Ok(out)
@@ -552,6 +569,7 @@ impl Store {
             SegStat {
                 seg: Arc::clone(&seg),
                 live_bytes: 0,
+                retained_bytes: 0,
             },
         );
         for (item, off, len) in placed {
@@ -559,13 +577,20 @@ impl Store {
                 main: item.meta.main,
                 sub: item.meta.sub,
             };
-            let Some(records) = self.keys.get_mut(&item.key[..]) else {
+            let found = self.keys.get_mut(&item.key[..]).and_then(|records| {
+                let i = records.binary_search_by_key(&rev, |r| r.rev).ok()?;
+                Some(&mut records[i])
+            });
+            let Some(r) = found else {
+                if item.meta.put.is_none() && !item.loc.is_mem() {
+                    // A dead tombstone carried forward.
+                    self.segments
+                        .get_mut(&seg.id())
+                        .expect("just inserted")
+                        .retained_bytes += *len as u64;
+                }
                 continue;
             };
-            let Ok(i) = records.binary_search_by_key(&rev, |r| r.rev) else {
-                continue;
-            };
-            let r = &mut records[i];
             let same = match (&r.loc, &item.loc) {
                 (Loc::Mem(a), Loc::Mem(b)) => Arc::ptr_eq(a, b) || a.is_empty() && b.is_empty(),
                 (
@@ -631,9 +656,14 @@ impl Store {
             for e in seg.index()? {
                 all.push((e, Arc::clone(&seg)));
             }
-            store
-                .segments
-                .insert(seg.id(), SegStat { seg, live_bytes: 0 });
+            store.segments.insert(
+                seg.id(),
+                SegStat {
+                    seg,
+                    live_bytes: 0,
+                    retained_bytes: 0,
+                },
+            );
         }
         all.sort_by(|(a, _), (b, _)| {
             (&a.key, a.meta.main, a.meta.sub).cmp(&(&b.key, b.meta.main, b.meta.sub))

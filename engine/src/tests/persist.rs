@@ -216,8 +216,17 @@ impl Persisted {
             )
         };
         if key(&m) != key(&self.twin) {
+            let recs = |m: &Mvcc| -> Vec<(Vec<u8>, i64, i64, bool)> {
+                m.store
+                    .records_by_revision()
+                    .map(|(k, r)| (k.to_vec(), r.rev.main, r.rev.sub, r.is_tombstone()))
+                    .collect()
+            };
+            let (got, want) = (recs(&m), recs(&self.twin));
+            let extra: Vec<_> = got.iter().filter(|r| !want.contains(r)).collect();
+            let missing: Vec<_> = want.iter().filter(|r| !got.contains(r)).collect();
             return Err(format!(
-                "reopened state differs from the twin's:\n got  {:?}\n want {:?}",
+                "reopened state differs from the twin's:\n got  {:?}\n want {:?}\n extra records {extra:?}\n missing records {missing:?}",
                 key(&m),
                 key(&self.twin)
             ));
@@ -316,4 +325,79 @@ fn planted_persistence_bugs_are_caught() {
         let caught = (0..PERSIST_SEEDS_COUNT).any(|seed| run(seed, bug).is_err());
         assert!(caught, "{bug:?} went unnoticed");
     }
+}
+
+/// A full segment of tiny records is not sparse: its index and trailer
+/// do not count as dead bytes, so an idle store is not rewritten forever.
+#[test]
+fn full_segments_of_tiny_records_are_left_alone() {
+    let mut m = Mvcc::new();
+    for i in 0..200 {
+        m.apply(&put(&format!("lock/{i}"), "")).unwrap();
+    }
+    for round in 0..3 {
+        let plan = m.checkpoint_plan(200 + round, 1, false).unwrap();
+        let mut enc = SegmentEncoder::new(plan.segment_id);
+        let mut placed = Vec::new();
+        for item in &plan.items {
+            let (off, len) = item.encode(&mut enc).unwrap();
+            placed.push((item.clone(), off, len));
+        }
+        let (file, _) = enc.finish();
+        let seg = (!plan.items.is_empty()).then(|| Segment::new(plan.segment_id, Arc::new(file)));
+        m.checkpoint_install(seg, &placed);
+        assert_eq!(
+            plan.items.len(),
+            if round == 0 { 200 } else { 0 },
+            "round {round}: only the first checkpoint has records to write"
+        );
+        assert!(
+            !m.reclaim_due(),
+            "round {round}: a full segment counts as sparse"
+        );
+    }
+}
+
+/// Deleted and compacted keys leave only carried tombstones behind, and a
+/// segment of those is not rewritten again and again either.
+#[test]
+fn carried_tombstones_do_not_loop() {
+    let mut m = Mvcc::new();
+    let mut index = 0;
+    let mut checkpoint = |m: &mut Mvcc, index: u64| {
+        let plan = m.checkpoint_plan(index, 1, false).unwrap();
+        let mut enc = SegmentEncoder::new(plan.segment_id);
+        let mut placed = Vec::new();
+        for item in &plan.items {
+            let (off, len) = item.encode(&mut enc).unwrap();
+            placed.push((item.clone(), off, len));
+        }
+        let (file, _) = enc.finish();
+        let n = plan.items.len();
+        let seg = (n > 0).then(|| Segment::new(plan.segment_id, Arc::new(file)));
+        m.checkpoint_install(seg, &placed);
+        (n, plan.retired.len())
+    };
+    for i in 0..50 {
+        index += 1;
+        m.apply(&put(&format!("k{i}"), "some value bytes")).unwrap();
+    }
+    checkpoint(&mut m, index);
+    index += 1;
+    m.apply(&del("k", "l")).unwrap();
+    checkpoint(&mut m, index);
+    index += 1;
+    let rev = m.current_revision();
+    m.apply(&Command::Compact(CompactionRequest {
+        revision: rev,
+        physical: false,
+    }))
+    .unwrap();
+    let mut rounds = 0;
+    while m.reclaim_due() {
+        rounds += 1;
+        assert!(rounds < 5, "reclamation does not settle");
+        checkpoint(&mut m, index);
+    }
+    assert_eq!(m.key_count(), 0);
 }

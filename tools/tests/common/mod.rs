@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use net::pb::etcdserverpb as pb;
 
+pub mod store;
+
 /// How long a server may take to start before the test fails.
 pub const START_DEADLINE: Duration = Duration::from_secs(60);
 
