@@ -16,6 +16,8 @@ WORKLOAD:
                                 what the clients send (default: put); watch: --watchers
                                 streams watch the key prefix while the clients put, and
                                 latency is put-to-event
+    --workload restart|compact-pause|big
+                                the revision store's benchmarks (see below)
     --watchers N                watch streams for --workload watch (default: 100)
     --keys N                    key space size; range/mixed preload all N keys (default: 10000)
     --key-size N                key length in bytes (default: 8)
@@ -31,7 +33,36 @@ WORKLOAD:
     --timeout D                 per-request deadline; a request past it counts as an error
                                 (and fails the preload) instead of hanging the run (default: 30s)
 
+REVISION STORE (--workload restart|compact-pause|big; --val-size defaults to 128KiB):
+    restart: loads --data-bytes (--passes times over the same keys), stops the
+    server with SIGKILL, times the restart until Status and a linearizable
+    Range answer, checks the data, then the same after a SIGTERM stop.
+    compact-pause: loads --data-bytes, then puts at --rate for --duration
+    (default 60s) over the same keys, compacting every --compact-every and
+    calling Defragment once at --defrag-at; latency runs from each put's
+    scheduled send time, so a pause counts in full.
+    big (kvik only): loads --data-bytes in --rounds revisions, checks key
+    counts and values at every round's revision, restarts after SIGKILL and
+    checks again; reports the server's memory from /proc/<pid>/status.
+    --data-bytes SIZE           live data, e.g. 2GiB, 512MiB (default: restart 2GiB,
+                                compact-pause 1GiB, big 9GiB)
+    --passes N                  restart: times every key is written before the kill (default: 1)
+    --rounds N                  big: revisions the data is written in (default: 3)
+    --rate N                    compact-pause: puts per second (default: 200)
+    --compact-every D           compact-pause: compaction period (default: 5s)
+    --defrag-at D               compact-pause: when Defragment is called (default: half of --duration)
+    --defrag-window D           compact-pause: the defrag window runs from the call until
+                                this long after its answer (default: 5s)
+    --settle D                  compact-pause: idle time after the writes before the final
+                                sizes are taken (default: 10s)
+    --cold                      restart, big: evict the data files from the page cache
+                                before each restart
+    --spot-checks N             values compared byte for byte per check (default: 32)
+
 SERVERS:
+    --server-flag FLAG          extra flag for both servers, repeatable; the revision store
+                                workloads add --quota-backend-bytes=17179869184 (etcd's
+                                default quota, 2 GiB, is below their data) unless given
     --dir DIR                   parent of the per-run data dirs (default: system temp dir)
     --kvik-bin PATH             kvik binary (default: `kvik` next to this executable)
     --etcd-bin PATH             etcd binary (default: the vendored etcd 3.7.2)
@@ -54,6 +85,12 @@ pub enum Workload {
     LeaseKeepAlive,
     /// Puts attached to a lease granted per client before the run.
     PutLease,
+    /// Restart time after SIGKILL and SIGTERM with `--data-bytes` stored.
+    Restart,
+    /// Write latency while compaction and space reclamation run.
+    CompactPause,
+    /// More live data than memory should hold, read back across a restart.
+    Big,
 }
 
 impl Workload {
@@ -66,7 +103,18 @@ impl Workload {
             Workload::LeaseGrant => "lease-grant",
             Workload::LeaseKeepAlive => "lease-keepalive",
             Workload::PutLease => "put-lease",
+            Workload::Restart => "restart",
+            Workload::CompactPause => "compact-pause",
+            Workload::Big => "big",
         }
+    }
+
+    /// The revision store's benchmarks, which `crate::store` drives.
+    pub fn is_store(self) -> bool {
+        matches!(
+            self,
+            Workload::Restart | Workload::CompactPause | Workload::Big
+        )
     }
 }
 
@@ -106,7 +154,22 @@ pub struct Args {
     pub only: Option<Side>,
     pub endpoint: Option<String>,
     pub json: Option<PathBuf>,
+    pub data_bytes: u64,
+    pub passes: u64,
+    pub rounds: u64,
+    pub rate: u64,
+    pub compact_every: Duration,
+    pub defrag_at: Duration,
+    pub defrag_window: Duration,
+    pub settle: Duration,
+    pub cold: bool,
+    pub spot_checks: usize,
+    pub server_flags: Vec<String>,
 }
+
+/// The quota the revision store workloads give both servers unless told
+/// otherwise: etcd's default (2 GiB) is below their data, in bytes.
+pub const STORE_QUOTA_BYTES: u64 = 16 << 30;
 
 /// Parses `argv` (without the program name). `Ok(None)` means help was asked.
 pub fn parse(argv: &[String]) -> Result<Option<Args>, String> {
@@ -130,7 +193,20 @@ pub fn parse(argv: &[String]) -> Result<Option<Args>, String> {
         only: None,
         endpoint: None,
         json: None,
+        data_bytes: 0,
+        passes: 1,
+        rounds: 3,
+        rate: 200,
+        compact_every: Duration::from_secs(5),
+        defrag_at: Duration::ZERO,
+        defrag_window: Duration::from_secs(5),
+        settle: Duration::from_secs(10),
+        cold: false,
+        spot_checks: 32,
+        server_flags: Vec::new(),
     };
+    let mut val_size_given = false;
+    let mut defrag_at_given = false;
     let mut it = argv.iter();
     while let Some(arg) = it.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -139,6 +215,10 @@ pub fn parse(argv: &[String]) -> Result<Option<Args>, String> {
         };
         if matches!(flag, "-h" | "--help") {
             return Ok(None);
+        }
+        if flag == "--cold" {
+            a.cold = inline.as_deref() != Some("false");
+            continue;
         }
         if flag == "--serializable" {
             a.serializable = match inline.as_deref() {
@@ -167,9 +247,12 @@ pub fn parse(argv: &[String]) -> Result<Option<Args>, String> {
                     "lease-grant" => Workload::LeaseGrant,
                     "lease-keepalive" => Workload::LeaseKeepAlive,
                     "put-lease" => Workload::PutLease,
+                    "restart" => Workload::Restart,
+                    "compact-pause" => Workload::CompactPause,
+                    "big" => Workload::Big,
                     v => {
                         return Err(format!(
-                            "--workload: expected put|range|mixed|watch|lease-grant|lease-keepalive|put-lease, got {v:?}"
+                            "--workload: expected put|range|mixed|watch|lease-grant|lease-keepalive|put-lease|restart|compact-pause|big, got {v:?}"
                         ))
                     }
                 }
@@ -177,7 +260,23 @@ pub fn parse(argv: &[String]) -> Result<Option<Args>, String> {
             "--keys" => a.keys = num(flag, &value()?)?,
             "--watchers" => a.watchers = num(flag, &value()?)?,
             "--key-size" => a.key_size = num(flag, &value()?)?,
-            "--val-size" => a.val_size = num(flag, &value()?)?,
+            "--val-size" => {
+                a.val_size = size(flag, &value()?)? as usize;
+                val_size_given = true;
+            }
+            "--data-bytes" => a.data_bytes = size(flag, &value()?)?,
+            "--passes" => a.passes = num(flag, &value()?)?,
+            "--rounds" => a.rounds = num(flag, &value()?)?,
+            "--rate" => a.rate = num(flag, &value()?)?,
+            "--compact-every" => a.compact_every = duration(flag, &value()?)?,
+            "--defrag-at" => {
+                a.defrag_at = duration(flag, &value()?)?;
+                defrag_at_given = true;
+            }
+            "--defrag-window" => a.defrag_window = duration(flag, &value()?)?,
+            "--settle" => a.settle = duration(flag, &value()?)?,
+            "--spot-checks" => a.spot_checks = num(flag, &value()?)?,
+            "--server-flag" => a.server_flags.push(value()?),
             "--read-ratio" => {
                 let v = value()?;
                 a.read_ratio = v
@@ -207,6 +306,46 @@ pub fn parse(argv: &[String]) -> Result<Option<Args>, String> {
             _ => return Err(format!("unknown argument {arg:?} (see --help)")),
         }
     }
+    if a.workload.is_store() {
+        if !val_size_given {
+            a.val_size = 128 << 10;
+        }
+        if a.data_bytes == 0 {
+            a.data_bytes = match a.workload {
+                Workload::Restart => 2 << 30,
+                Workload::CompactPause => 1 << 30,
+                _ => 9 << 30,
+            };
+        }
+        if a.workload == Workload::CompactPause && a.duration.is_none() {
+            a.duration = Some(Duration::from_secs(60));
+        }
+        if !defrag_at_given {
+            a.defrag_at = a.duration.unwrap_or_default() / 2;
+        }
+        if a.val_size == 0 || a.data_bytes < a.val_size as u64 {
+            return Err("--val-size must be at least 1 and at most --data-bytes".into());
+        }
+        if a.passes == 0 || a.rounds == 0 || a.rate == 0 {
+            return Err("--passes, --rounds and --rate must be at least 1".into());
+        }
+        if !a
+            .server_flags
+            .iter()
+            .any(|f| f.trim_start_matches('-').starts_with("quota-backend-bytes"))
+        {
+            a.server_flags
+                .push(format!("--quota-backend-bytes={STORE_QUOTA_BYTES}"));
+        }
+        if a.endpoint.is_some() {
+            return Err(
+                "the revision store workloads start their own servers: no --endpoint".into(),
+            );
+        }
+        // Keys are numbered by the data set, not by --keys.
+        a.keys = a.data_bytes / a.val_size as u64;
+        a.key_size = a.key_size.max(crate::load::KEY_PREFIX.len() + 8);
+    }
     if a.total.is_none() && a.duration.is_none() {
         a.total = Some(10_000);
     }
@@ -230,6 +369,21 @@ pub fn parse(argv: &[String]) -> Result<Option<Args>, String> {
 fn num<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
     v.parse()
         .map_err(|_| format!("{flag}: expected a number, got {v:?}"))
+}
+
+/// A byte count: a number with an optional KiB/MiB/GiB (or K/M/G) suffix.
+fn size(flag: &str, v: &str) -> Result<u64, String> {
+    let bad = || format!("{flag}: expected e.g. 131072, 128KiB, 2GiB, got {v:?}");
+    let (n, unit) = v.split_at(v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len()));
+    let n: u64 = n.parse().map_err(|_| bad())?;
+    let shift = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kib" => 10,
+        "m" | "mib" => 20,
+        "g" | "gib" => 30,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(1 << shift).ok_or_else(bad)
 }
 
 fn duration(flag: &str, v: &str) -> Result<Duration, String> {

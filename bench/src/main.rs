@@ -16,6 +16,7 @@ mod args;
 mod load;
 mod report;
 mod server;
+mod store;
 mod sys;
 
 use std::path::{Path, PathBuf};
@@ -156,6 +157,10 @@ async fn bench(a: Args) -> Result<(), String> {
         }
     }
     let limit = match (a.total, a.duration) {
+        _ if a.workload == args::Workload::CompactPause => {
+            format!("{:?} at {} puts/s", a.duration.unwrap_or_default(), a.rate)
+        }
+        _ if a.workload.is_store() => "the whole data set".to_string(),
         (Some(t), Some(d)) => format!("{t} requests or {d:?}, whichever first"),
         (Some(t), None) => format!("{t} requests"),
         (None, Some(d)) => format!("{d:?}"),
@@ -184,6 +189,40 @@ async fn bench(a: Args) -> Result<(), String> {
     println!();
 
     let scratch = ScratchDir(a.dir.join(format!("kvik-bench-{}", std::process::id())));
+    if a.workload.is_store() {
+        let spawns: Vec<store::Spawn> = targets
+            .iter()
+            .filter_map(|t| match t {
+                Target::Spawn { side, bin } => Some(store::Spawn {
+                    side: *side,
+                    bin: bin.clone(),
+                }),
+                Target::Endpoint(_) => None,
+            })
+            .collect();
+        let runs = store::run(&a, &spawns, &scratch.0).await?;
+        drop(scratch);
+        if let Some(path) = &a.json {
+            let doc = serde_json::json!({
+                "command": command,
+                "commit": info.commit,
+                "machine": {
+                    "nproc": info.nproc,
+                    "cpu_model": info.cpu_model,
+                    "kernel": info.kernel,
+                    "dir_filesystem": info.dir_fs,
+                },
+                "workload": a.workload.name(),
+                "server_flags": a.server_flags,
+                "runs": runs,
+            });
+            let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
+            std::fs::write(path, text + "\n")
+                .map_err(|e| format!("write {}: {e}", path.display()))?;
+            println!("wrote {}", path.display());
+        }
+        return Ok(());
+    }
     let plan = Arc::new(Plan::new(&a));
     let mut runs = Vec::new();
     for run in 1..=a.runs {

@@ -14,48 +14,64 @@ use tonic::transport::Endpoint;
 /// How long a server may take to answer Status and a linearizable read.
 const READY_DEADLINE: Duration = Duration::from_secs(120);
 /// Pause between readiness probes.
-const POLL_INTERVAL: Duration = Duration::from_millis(20);
+const POLL_INTERVAL: Duration = Duration::from_millis(5);
 
 /// A running server child. Dropping it kills the child and removes its
 /// directory (data dir and log), also while unwinding from a panic.
 pub struct Server {
     child: Child,
     dir: PathBuf,
+    /// The command line, kept so that a restart uses the same one.
+    bin: PathBuf,
+    args: Vec<String>,
     pub client_url: String,
     pub metrics_addr: String,
+}
+
+/// When a (re)started server first answered, counted from its spawn.
+#[derive(Clone, Copy, Debug)]
+pub struct Readiness {
+    /// First successful Maintenance.Status.
+    pub status: Duration,
+    /// First successful linearizable Range (after a Status): serving.
+    pub range: Duration,
 }
 
 impl Server {
     /// Starts `bin` with etcd's single-member flags on fresh ports and a
     /// fresh data dir under `dir` (which must not exist yet).
     pub fn start(bin: &Path, dir: PathBuf) -> Result<Server, String> {
+        Server::start_with(bin, dir, &[])
+    }
+
+    /// [`Server::start`] with `extra` flags after the usual ones.
+    pub fn start_with(bin: &Path, dir: PathBuf, extra: &[String]) -> Result<Server, String> {
         std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
         let [client, peer, metrics] = free_ports()?;
         let data_dir = dir.join("data");
-        let log = File::create(dir.join("server.log"))
-            .map_err(|e| format!("create log in {}: {e}", dir.display()))?;
         let client_url = format!("http://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
         let metrics_url = format!("http://127.0.0.1:{metrics}");
-        let child = Command::new(bin)
-            .arg("--name")
-            .arg("b1")
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .args(["--listen-client-urls", &client_url])
-            .args(["--advertise-client-urls", &client_url])
-            .args(["--listen-peer-urls", &peer_url])
-            .args(["--initial-advertise-peer-urls", &peer_url])
-            .args(["--initial-cluster", &format!("b1={peer_url}")])
-            .args(["--listen-metrics-urls", &metrics_url])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(|e| e.to_string())?)
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("spawn {}: {e}", bin.display()))?;
+        let mut args: Vec<String> = vec!["--name".into(), "b1".into(), "--data-dir".into()];
+        args.push(data_dir.to_string_lossy().into_owned());
+        for (flag, value) in [
+            ("--listen-client-urls", &client_url),
+            ("--advertise-client-urls", &client_url),
+            ("--listen-peer-urls", &peer_url),
+            ("--initial-advertise-peer-urls", &peer_url),
+            ("--initial-cluster", &format!("b1={peer_url}")),
+            ("--listen-metrics-urls", &metrics_url),
+        ] {
+            args.push(flag.into());
+            args.push(value.clone());
+        }
+        args.extend(extra.iter().cloned());
+        let child = spawn(bin, &args, &dir)?;
         Ok(Server {
             child,
             dir,
+            bin: bin.to_path_buf(),
+            args,
             client_url,
             metrics_addr: format!("127.0.0.1:{metrics}"),
         })
@@ -65,11 +81,62 @@ impl Server {
         self.child.id()
     }
 
+    /// The server's data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    /// Stops the server with SIGKILL (nothing is flushed or closed).
+    pub fn kill9(&mut self) -> Result<(), String> {
+        self.child.kill().map_err(|e| format!("kill: {e}"))?;
+        self.child.wait().map_err(|e| format!("wait: {e}"))?;
+        Ok(())
+    }
+
+    /// Stops the server with SIGTERM and waits for it to exit; returns how
+    /// long that took. Falls back to SIGKILL after `deadline`.
+    pub async fn terminate(&mut self, deadline: Duration) -> Result<Duration, String> {
+        let started = Instant::now();
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .map_err(|e| format!("kill -TERM: {e}"))?;
+        if !ok.success() {
+            return Err(format!("kill -TERM {} failed: {ok}", self.pid()));
+        }
+        loop {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return Ok(started.elapsed());
+            }
+            if started.elapsed() > deadline {
+                self.kill9()?;
+                return Err(format!("did not exit within {deadline:?} of SIGTERM"));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Starts the server again on the same data directory, ports and flags
+    /// (after [`Server::kill9`] or [`Server::terminate`]).
+    pub fn respawn(&mut self) -> Result<(), String> {
+        if let Ok(None) = self.child.try_wait() {
+            return Err("respawn: the server is still running".into());
+        }
+        self.child = spawn(&self.bin, &self.args, &self.dir)?;
+        Ok(())
+    }
+
     /// Polls Status (and then a linearizable Range, which needs a leader)
     /// until both succeed. Fails early if the child exits.
     pub async fn wait_ready(&mut self) -> Result<Duration, String> {
-        let started = Instant::now();
+        Ok(self.wait_ready_from(Instant::now()).await?.range)
+    }
+
+    /// [`Server::wait_ready`], timed from `started` (the spawn), with the
+    /// first Status and the first linearizable Range timed separately.
+    pub async fn wait_ready_from(&mut self, started: Instant) -> Result<Readiness, String> {
         let mut last_err = String::from("no answer yet");
+        let mut status = None;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(format!("server exited with {status}\n{}", self.log_tail()));
@@ -80,8 +147,18 @@ impl Server {
                     self.log_tail()
                 ));
             }
-            match probe(&self.client_url).await {
-                Ok(()) => return Ok(started.elapsed()),
+            match probe(&self.client_url, status.is_none()).await {
+                Ok(Probe::Serving) => {
+                    let range = started.elapsed();
+                    return Ok(Readiness {
+                        status: status.unwrap_or(range),
+                        range,
+                    });
+                }
+                Ok(Probe::StatusOnly(e)) => {
+                    status.get_or_insert_with(|| started.elapsed());
+                    last_err = e;
+                }
                 Err(e) => last_err = e,
             }
             tokio::time::sleep(POLL_INTERVAL).await;
@@ -105,7 +182,31 @@ impl Drop for Server {
     }
 }
 
-async fn probe(url: &str) -> Result<(), String> {
+fn spawn(bin: &Path, args: &[String], dir: &Path) -> Result<Child, String> {
+    let log = File::options()
+        .create(true)
+        .append(true)
+        .open(dir.join("server.log"))
+        .map_err(|e| format!("open log in {}: {e}", dir.display()))?;
+    Command::new(bin)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("spawn {}: {e}", bin.display()))
+}
+
+enum Probe {
+    /// Status and a linearizable Range both answered.
+    Serving,
+    /// Status answered, the Range did not (the error).
+    StatusOnly(String),
+}
+
+/// Status (skipped once it has answered, unless `status`), then a
+/// linearizable Range, which needs a leader.
+async fn probe(url: &str, status: bool) -> Result<Probe, String> {
     let channel = Endpoint::from_shared(url.to_string())
         .map_err(|e| e.to_string())?
         .connect_timeout(Duration::from_secs(1))
@@ -113,18 +214,22 @@ async fn probe(url: &str) -> Result<(), String> {
         .connect()
         .await
         .map_err(|e| format!("connect: {e}"))?;
-    MaintenanceClient::new(channel.clone())
-        .status(StatusRequest {})
-        .await
-        .map_err(|e| format!("Status: {e}"))?;
-    KvClient::new(channel)
+    if status {
+        MaintenanceClient::new(channel.clone())
+            .status(StatusRequest {})
+            .await
+            .map_err(|e| format!("Status: {e}"))?;
+    }
+    match KvClient::new(channel)
         .range(RangeRequest {
             key: b"kvik-bench-probe".to_vec(),
             ..Default::default()
         })
         .await
-        .map_err(|e| format!("Range: {e}"))?;
-    Ok(())
+    {
+        Ok(_) => Ok(Probe::Serving),
+        Err(e) => Ok(Probe::StatusOnly(format!("Range: {e}"))),
+    }
 }
 
 /// Three distinct free ports (all listeners are held until all are bound).

@@ -210,3 +210,116 @@ fn dechunk(mut body: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+/// A process's memory, from `/proc/<pid>/status`, in bytes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Memory {
+    /// Resident now (anonymous plus file-backed, which includes mapped
+    /// segment pages that the kernel may drop at any time).
+    pub rss: u64,
+    /// The peak of `rss` since the process started.
+    pub hwm: u64,
+    /// Resident anonymous memory: heap and stacks.
+    pub anon: u64,
+    /// Resident file-backed pages (mapped files).
+    pub file: u64,
+}
+
+impl Memory {
+    /// The larger of each figure.
+    pub fn max(self, o: Memory) -> Memory {
+        Memory {
+            rss: self.rss.max(o.rss),
+            hwm: self.hwm.max(o.hwm),
+            anon: self.anon.max(o.anon),
+            file: self.file.max(o.file),
+        }
+    }
+}
+
+pub fn memory(pid: u32) -> Option<Memory> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        let kb: u64 = line[name.len()..]
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        Some(kb * 1024)
+    };
+    Some(Memory {
+        rss: field("VmRSS:")?,
+        hwm: field("VmHWM:")?,
+        anon: field("RssAnon:").unwrap_or(0),
+        file: field("RssFile:").unwrap_or(0),
+    })
+}
+
+/// The 1-minute load average.
+pub fn load_avg() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Apparent and allocated bytes of every file under `path`.
+pub fn dir_bytes(path: &Path) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let mut apparent = 0;
+    let mut allocated = 0;
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return (0, 0);
+    };
+    for e in entries.flatten() {
+        let Ok(md) = e.metadata() else { continue };
+        if md.is_dir() {
+            let (a, b) = dir_bytes(&e.path());
+            apparent += a;
+            allocated += b;
+        } else {
+            apparent += md.len();
+            allocated += md.blocks() * 512;
+        }
+    }
+    (apparent, allocated)
+}
+
+/// Every file under `path`.
+pub fn files_under(path: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(path) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(files_under(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// Drops every file under `path` from the page cache (`dd iflag=nocache
+/// count=0`, which is `posix_fadvise(DONTNEED)` on the whole file; the
+/// files' pages are clean once the server has synced them). Returns the
+/// files it could not evict.
+pub fn evict_page_cache(path: &Path) -> Vec<String> {
+    let mut failed = Vec::new();
+    for f in files_under(path) {
+        let ok = Command::new("dd")
+            .arg(format!("if={}", f.display()))
+            .args(["iflag=nocache", "count=0", "status=none"])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            failed.push(f.display().to_string());
+        }
+    }
+    failed
+}
