@@ -230,10 +230,12 @@ pub async fn write<S: Storage>(
     f.set_len(len).await.map_err(CheckpointError::Sync)?;
     f.sync_data().await.map_err(CheckpointError::Sync)?;
     for id in retired {
-        // A file left behind is removed by the next open.
-        if let Err(e) = storage.remove(&segment_name(id)).await {
-            tracing::warn!("revision store: removing retired segment {id}: {e}");
-        }
+        // The checkpoint is durable already; a disk that cannot unlink is
+        // failing, so stop. The next open removes what is left.
+        storage
+            .remove(&segment_name(id))
+            .await
+            .map_err(CheckpointError::Sync)?;
     }
     Ok(Written {
         segment,
