@@ -10,6 +10,11 @@
 //! `etcd_disk_wal_fsync_duration_seconds_count`) and server CPU per request
 //! (from `/proc/<pid>/stat`), per run and as the median of the runs.
 //!
+//! The revision store's workloads (`restart`, `compact-pause`, `big`) live
+//! in `store`: restart time after SIGKILL and SIGTERM, write latency while
+//! compaction, space reclamation and Defragment run, and a data set larger
+//! than memory read back across a restart.
+//!
 //! Run `kvik-bench --help` for the flags.
 
 mod args;
