@@ -23,9 +23,9 @@
 
 use std::sync::Arc;
 
-use crate::mvcc::{attachment_bytes, Lease, Mvcc, LEASE_OVERHEAD_BYTES};
+use crate::mvcc::{Lease, Mvcc};
 use crate::segment::{Corrupt, Manifest, Segment};
-use crate::store::{Entry, FlushItem, KeyRange, Store};
+use crate::store::{Entry, FlushItem, KeyRange, Placed, Store};
 
 /// A segment whose live bytes are below this share of its size is
 /// rewritten (its live records copied into the next checkpoint's segment),
@@ -105,7 +105,13 @@ impl Mvcc {
         st
     }
 
-    /// Whether the segments hold dead bytes worth reclaiming now.
+    /// Bytes and count of the records held only in memory; O(1).
+    pub fn mem_usage(&self) -> (u64, usize) {
+        self.store.mem_usage()
+    }
+
+    /// Whether the segments hold dead bytes worth reclaiming now. Walks
+    /// every segment: call it when something changed, not per request.
     pub fn reclaim_due(&self) -> bool {
         !self.reclaim_choice(false).is_empty()
     }
@@ -201,11 +207,7 @@ impl Mvcc {
     /// Installs a written checkpoint: `segment` is the new segment (absent
     /// when the plan had no records) and `placed` each item with its
     /// (offset, length) there.
-    pub fn checkpoint_install(
-        &mut self,
-        segment: Option<Arc<Segment>>,
-        placed: &[(FlushItem, u64, u32)],
-    ) {
+    pub fn checkpoint_install(&mut self, segment: Option<Arc<Segment>>, placed: &[Placed]) {
         let (id, flushed_to, retired) = self
             .persist
             .in_flight
@@ -242,7 +244,6 @@ impl Mvcc {
                     ..Lease::default()
                 },
             );
-            m.lease_bytes += LEASE_OVERHEAD_BYTES;
         }
         let mut live = 0;
         for (k, r) in store.range_at(KeyRange::From(&[]), m.current_rev) {
@@ -250,7 +251,6 @@ impl Mvcc {
             if let Entry::Put { lease, .. } = r.entry {
                 if let Some(l) = m.leases.get_mut(&lease) {
                     l.keys.insert(k.to_vec());
-                    m.lease_bytes += attachment_bytes(k);
                 }
             }
         }

@@ -45,7 +45,7 @@ pub use checkpoint::{
 pub use codec::CODEC_VERSION;
 pub use error::{DecodeError, Error};
 pub use mvcc::Mvcc;
-pub use store::FlushItem;
+pub use store::{FlushItem, Placed};
 pub use types::{
     AlarmMember, Applied, Command, CompactionRequest, Compare, CompareResult, CompareTarget,
     DeleteRangeRequest, DeleteRangeResponse, Event, EventKind, HashKv, KeyValue, Limits,

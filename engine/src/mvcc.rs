@@ -26,14 +26,6 @@ const COMPACTION_HASHES_MAX: usize = 10;
 /// etcd's `compactMainRev` before any compaction.
 const NEVER_COMPACTED: i64 = -1;
 
-/// Bookkeeping estimate of one lease's footprint, in bytes (map node share,
-/// id, TTL, key set header).
-pub(crate) const LEASE_OVERHEAD_BYTES: u64 = 96;
-
-/// Bookkeeping estimate of one key attachment besides the key's bytes, in
-/// bytes (set node share, vector header).
-const ATTACHMENT_OVERHEAD_BYTES: u64 = 48;
-
 /// One granted lease: etcd's `lessor.leaseMap` entry, minus the clock.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Lease {
@@ -61,8 +53,6 @@ pub struct Mvcc {
     /// Granted leases by id (etcd's lessor, minus expiry, which the server
     /// drives through `Command::LeaseRevoke`).
     pub(crate) leases: BTreeMap<i64, Lease>,
-    /// Bytes held by `leases`, by the estimate above.
-    pub(crate) lease_bytes: u64,
     /// Hashes computed by compactions, oldest first, as etcd caches them.
     pub(crate) compaction_hashes: Vec<HashKv>,
     /// The first revision whose events [`Mvcc::take_events`] has not handed
@@ -147,7 +137,19 @@ impl Write {
     }
 }
 
-fn to_kv(store: &Store, key: &[u8], r: &Record, fast_keys_only: bool) -> KeyValue {
+/// Which fields of a record [`to_kv`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fields {
+    All,
+    /// Everything but the value: reading a value may touch the disk, so
+    /// writes read it only when the request returns or reuses it.
+    NoValue,
+    /// etcd's keys-only fast path reads the index only: no value and no
+    /// lease (txn/range.go FastKeysOnly, kvstore_txn.go rangeKeys).
+    KeysOnly,
+}
+
+fn to_kv(store: &Store, key: &[u8], r: &Record, fields: Fields) -> KeyValue {
     match &r.entry {
         Entry::Put {
             create_revision,
@@ -158,14 +160,16 @@ fn to_kv(store: &Store, key: &[u8], r: &Record, fast_keys_only: bool) -> KeyValu
             create_revision: *create_revision,
             mod_revision: r.rev.main,
             version: *version,
-            // etcd's keys-only fast path reads the index only: no value and
-            // no lease (txn/range.go FastKeysOnly, kvstore_txn.go rangeKeys).
-            value: if fast_keys_only {
-                Vec::new()
-            } else {
+            value: if fields == Fields::All {
                 store.value(r).to_vec()
+            } else {
+                Vec::new()
             },
-            lease: if fast_keys_only { 0 } else { *lease },
+            lease: if fields == Fields::KeysOnly {
+                0
+            } else {
+                *lease
+            },
         },
         Entry::Tombstone => unreachable!("live records are puts"),
     }
@@ -221,7 +225,6 @@ impl Mvcc {
             compact_rev: NEVER_COMPACTED,
             live_keys: 0,
             leases: BTreeMap::new(),
-            lease_bytes: 0,
             compaction_hashes: Vec::new(),
             events_from: 2,
             events_built: Vec::new(),
@@ -363,11 +366,6 @@ impl Mvcc {
     /// Keys that exist at the current revision.
     pub fn key_count(&self) -> usize {
         self.live_keys
-    }
-
-    /// Estimate of the memory the state holds, in bytes (never 0).
-    pub fn approx_bytes(&self) -> u64 {
-        std::mem::size_of::<Mvcc>() as u64 + self.store.approx_bytes() + self.lease_bytes
     }
 
     /// A read outside the log (etcd `txn.Range`): at `req.revision`, or at
@@ -522,7 +520,6 @@ impl Mvcc {
                 }
             }
         }
-        let mut lease_bytes = 0;
         for (id, l) in &self.leases {
             let want = attached.remove(id).unwrap_or_default();
             if l.keys != want {
@@ -531,18 +528,10 @@ impl Mvcc {
                     l.keys
                 ));
             }
-            lease_bytes +=
-                LEASE_OVERHEAD_BYTES + l.keys.iter().map(|k| attachment_bytes(k)).sum::<u64>();
         }
         if let Some((id, keys)) = attached.into_iter().next() {
             return Err(format!(
                 "keys {keys:?} carry lease {id}, which does not exist"
-            ));
-        }
-        if lease_bytes != self.lease_bytes {
-            return Err(format!(
-                "lease byte estimate {} but {} held",
-                self.lease_bytes, lease_bytes
             ));
         }
         if self.events_from > self.current_rev + 1 {
@@ -558,7 +547,7 @@ impl Mvcc {
     /// The watch event etcd sends for record `r` of `key` (see [`Event`]).
     fn event_of(&self, key: &[u8], r: &Record) -> Event {
         let (kind, kv) = match &r.entry {
-            Entry::Put { .. } => (EventKind::Put, to_kv(&self.store, key, r, false)),
+            Entry::Put { .. } => (EventKind::Put, to_kv(&self.store, key, r, Fields::All)),
             // etcd stores a tombstone as KeyValue{key} and sets only the
             // mod revision when it makes the event (watchable_store_txn.go
             // End, watchable_store.go kvsToEvents).
@@ -580,7 +569,7 @@ impl Mvcc {
         } else {
             self.store
                 .live_at(key, r.rev.main - 1)
-                .map(|p| to_kv(&self.store, key, p, false))
+                .map(|p| to_kv(&self.store, key, p, Fields::All))
         };
         Event { kind, kv, prev_kv }
     }
@@ -625,7 +614,16 @@ impl Mvcc {
         for (k, r) in self.store.range_at(range, at) {
             count += 1;
             if kvs.len() < fetch {
-                kvs.push(to_kv(&self.store, k, r, fast_keys_only));
+                kvs.push(to_kv(
+                    &self.store,
+                    k,
+                    r,
+                    if fast_keys_only {
+                        Fields::KeysOnly
+                    } else {
+                        Fields::All
+                    },
+                ));
             }
         }
         resp.count = count as i64;
@@ -681,7 +679,12 @@ impl Mvcc {
             .range_at(KeyRange::new(&c.key, &c.range_end), self.current_rev)
         {
             any = true;
-            if !compare_kv(c, &to_kv(&self.store, k, r, false)) {
+            let fields = if matches!(c.target, CompareTarget::Value(_)) {
+                Fields::All
+            } else {
+                Fields::NoValue
+            };
+            if !compare_kv(c, &to_kv(&self.store, k, r, fields)) {
                 return false;
             }
         }
@@ -749,15 +752,11 @@ impl Mvcc {
 
     fn reattach(&mut self, key: &[u8], from: i64, to: i64) {
         if let Some(l) = self.leases.get_mut(&from) {
-            if l.keys.remove(key) {
-                self.lease_bytes -= attachment_bytes(key);
-            }
+            l.keys.remove(key);
         }
         match self.leases.get_mut(&to) {
             Some(l) => {
-                if l.keys.insert(key.to_vec()) {
-                    self.lease_bytes += attachment_bytes(key);
-                }
+                l.keys.insert(key.to_vec());
             }
             None => debug_assert_eq!(to, 0, "keys attach to granted leases only"),
         }
@@ -783,7 +782,6 @@ impl Mvcc {
                 keys: BTreeSet::new(),
             },
         );
-        self.lease_bytes += LEASE_OVERHEAD_BYTES;
         Ok(())
     }
 
@@ -808,7 +806,6 @@ impl Mvcc {
         self.commit(&w);
         let lease = self.leases.remove(&id).expect("checked above");
         debug_assert!(lease.keys.is_empty(), "the deletes detached every key");
-        self.lease_bytes -= LEASE_OVERHEAD_BYTES;
         Ok(())
     }
 
@@ -833,10 +830,15 @@ impl Mvcc {
     /// etcd `put` inside a write: reads see the command's earlier writes.
     fn put_op(&mut self, w: &mut Write, p: &PutRequest) -> Result<PutResponse, Error> {
         let rev = w.rev();
+        let fields = if p.prev_kv || p.ignore_value {
+            Fields::All
+        } else {
+            Fields::NoValue
+        };
         let prev = self
             .store
             .live_at(&p.key, rev)
-            .map(|r| to_kv(&self.store, &p.key, r, false));
+            .map(|r| to_kv(&self.store, &p.key, r, fields));
         let (value, lease, create_revision, version) = match &prev {
             Some(kv) => (
                 if p.ignore_value {
@@ -892,7 +894,14 @@ impl Mvcc {
         let found: Vec<KeyValue> = self
             .store
             .range_at(KeyRange::new(&d.key, &d.range_end), rev)
-            .map(|(k, r)| to_kv(&self.store, k, r, false))
+            .map(|(k, r)| {
+                let fields = if d.prev_kv {
+                    Fields::All
+                } else {
+                    Fields::NoValue
+                };
+                to_kv(&self.store, k, r, fields)
+            })
             .collect();
         for kv in &found {
             let rec = Record {
@@ -1051,8 +1060,4 @@ impl Mvcc {
         self.compact_rev = rev;
         Ok(())
     }
-}
-
-pub(crate) fn attachment_bytes(key: &[u8]) -> u64 {
-    key.len() as u64 + ATTACHMENT_OVERHEAD_BYTES
 }

@@ -59,6 +59,14 @@ impl Loc {
     pub fn is_mem(&self) -> bool {
         matches!(self, Loc::Mem(_))
     }
+
+    /// Bytes the record of a `key_len`-byte key takes in a segment file.
+    pub fn stored_bytes(&self, key_len: usize) -> u64 {
+        match self {
+            Loc::Mem(v) => (RECORD_HEADER_BYTES + key_len + v.len()) as u64,
+            Loc::Disk { len, .. } => *len as u64,
+        }
+    }
 }
 
 /// One version of a key.
@@ -114,10 +122,7 @@ pub struct FlushItem {
 impl FlushItem {
     /// Size of the record once written, in bytes.
     pub fn record_bytes(&self) -> u64 {
-        match &self.loc {
-            Loc::Mem(v) => (RECORD_HEADER_BYTES + self.key.len() + v.len()) as u64,
-            Loc::Disk { len, .. } => *len as u64,
-        }
+        self.loc.stored_bytes(self.key.len())
     }
 
     /// Appends the record to `enc`; returns its (offset, length) there. A
@@ -132,6 +137,9 @@ impl FlushItem {
         }
     }
 }
+
+/// A record written into a new segment, with its (offset, length) there.
+pub type Placed = (FlushItem, u64, u32);
 
 /// Per live segment: its file and the bytes of it still referenced.
 #[derive(Debug, Clone)]
@@ -173,14 +181,6 @@ impl<'a> KeyRange<'a> {
     }
 }
 
-/// Bookkeeping estimate of one key's footprint besides its bytes, in bytes
-/// (map node share, vector header, shared-key header).
-const KEY_OVERHEAD_BYTES: u64 = 64;
-
-/// Bookkeeping estimate of one record's entry in the revision index, in
-/// bytes (revision and key handle).
-const BY_REVISION_ENTRY_BYTES: u64 = std::mem::size_of::<(Revision, Arc<[u8]>)>() as u64;
-
 /// Versions by key, plus the same records indexed by revision (etcd's bbolt
 /// `key` bucket order, which watch catch-up and the hashes walk). Each key's
 /// records are in strictly increasing revision order; a key whose records
@@ -201,25 +201,6 @@ pub(crate) struct Store {
     /// removes from the part at or below its revision.
     by_revision: Vec<(Revision, Arc<[u8]>)>,
     records: usize,
-    bytes: u64,
-}
-
-/// The logical size of a record: its memory share plus its value's bytes,
-/// wherever those live.
-fn record_bytes(key: &[u8], r: &Record) -> u64 {
-    (std::mem::size_of::<Record>() + r.value_len(key.len())) as u64 + BY_REVISION_ENTRY_BYTES
-}
-
-/// Bytes a record takes in a segment file.
-fn stored_bytes(key: &[u8], r: &Record) -> u64 {
-    match &r.loc {
-        Loc::Mem(v) => (RECORD_HEADER_BYTES + key.len() + v.len()) as u64,
-        Loc::Disk { len, .. } => *len as u64,
-    }
-}
-
-fn key_bytes(k: &[u8]) -> u64 {
-    k.len() as u64 + KEY_OVERHEAD_BYTES
 }
 
 /// The record of one key that etcd's `keyIndex.doCompact(at)` keeps, by
@@ -259,11 +240,6 @@ impl Store {
     /// Number of stored records (all versions and tombstones).
     pub fn record_count(&self) -> usize {
         self.records
-    }
-
-    /// Estimate of the memory held by keys and records, in bytes.
-    pub fn approx_bytes(&self) -> u64 {
-        self.bytes
     }
 
     /// The key's newest record at revision `at` when it is a put.
@@ -307,11 +283,10 @@ impl Store {
 
     /// Bookkeeping for a record entering the store.
     fn counted(&mut self, key: &[u8], r: &Record) {
-        self.bytes += record_bytes(key, r);
         self.records += 1;
         match &r.loc {
             Loc::Mem(_) => {
-                self.mem_bytes += stored_bytes(key, r);
+                self.mem_bytes += r.loc.stored_bytes(key.len());
                 self.mem_records += 1;
             }
             Loc::Disk { seg, len, .. } => {
@@ -324,18 +299,16 @@ impl Store {
 
     /// Bookkeeping for a record leaving the store.
     fn uncounted(
-        bytes: &mut u64,
         records: &mut usize,
         mem: (&mut u64, &mut usize),
         segments: &mut BTreeMap<u64, SegStat>,
         key: &[u8],
         r: &Record,
     ) {
-        *bytes -= record_bytes(key, r);
         *records -= 1;
         match &r.loc {
             Loc::Mem(_) => {
-                *mem.0 -= stored_bytes(key, r);
+                *mem.0 -= r.loc.stored_bytes(key.len());
                 *mem.1 -= 1;
             }
             Loc::Disk { seg, len, .. } => {
@@ -366,7 +339,6 @@ impl Store {
                 Arc::clone(&self.by_revision[i].1)
             }
             None => {
-                self.bytes += key_bytes(key);
                 let k: Arc<[u8]> = Arc::from(key);
                 self.keys.insert(Arc::clone(&k), vec![record]);
                 k
@@ -384,7 +356,6 @@ impl Store {
         while records.last().is_some_and(|r| r.rev.main == main) {
             let r = records.pop().expect("checked non-empty");
             Self::uncounted(
-                &mut self.bytes,
                 &mut self.records,
                 (&mut self.mem_bytes, &mut self.mem_records),
                 &mut self.segments,
@@ -403,7 +374,6 @@ impl Store {
         );
         if records.is_empty() {
             self.keys.remove(key);
-            self.bytes -= key_bytes(key);
         }
     }
 
@@ -423,7 +393,6 @@ impl Store {
             let cut = if keep_newest { i } else { i + 1 };
             for r in records.drain(..cut) {
                 Self::uncounted(
-                    &mut self.bytes,
                     &mut self.records,
                     (&mut self.mem_bytes, &mut self.mem_records),
                     &mut self.segments,
@@ -436,7 +405,6 @@ impl Store {
             }
         }
         for k in emptied {
-            self.bytes -= key_bytes(&k);
             self.keys.remove(&k);
         }
         // At or below `at` a key keeps at most its oldest remaining record.
@@ -558,7 +526,7 @@ impl Store {
     /// Makes `seg` live and points each record that `placed` names at its
     /// copy there, if the record still exists and is still where the copy
     /// came from.
-    pub fn install(&mut self, seg: Arc<Segment>, placed: &[(FlushItem, u64, u32)]) {
+    pub fn install(&mut self, seg: Arc<Segment>, placed: &[Placed]) {
         assert!(
             !self.segments.contains_key(&seg.id()),
             "segment {} installed twice",
@@ -615,8 +583,8 @@ impl Store {
                 },
             );
             match old {
-                Loc::Mem(v) => {
-                    self.mem_bytes -= (RECORD_HEADER_BYTES + item.key.len() + v.len()) as u64;
+                Loc::Mem(_) => {
+                    self.mem_bytes -= old.stored_bytes(item.key.len());
                     self.mem_records -= 1;
                 }
                 Loc::Disk { seg: from, len, .. } => {
@@ -695,7 +663,6 @@ impl Store {
                 Some(k) if k[..] == e.key[..] => Arc::clone(k),
                 _ => {
                     let k: Arc<[u8]> = Arc::from(&e.key[..]);
-                    store.bytes += key_bytes(&k);
                     store.keys.insert(Arc::clone(&k), Vec::new());
                     key = Some(Arc::clone(&k));
                     k
@@ -794,7 +761,8 @@ impl Store {
     #[cfg(test)]
     pub fn check_invariants(&self) -> Result<(), String> {
         let mut records = 0;
-        let mut bytes = 0;
+        let mut mem = (0u64, 0usize);
+        let mut live: BTreeMap<u64, u64> = BTreeMap::new();
         for (k, rs) in &self.keys {
             if rs.is_empty() {
                 return Err(format!("key {k:?} has no records"));
@@ -814,7 +782,20 @@ impl Store {
                 }
             }
             records += rs.len();
-            bytes += key_bytes(k) + rs.iter().map(|r| record_bytes(k, r)).sum::<u64>();
+            for r in rs {
+                match &r.loc {
+                    Loc::Mem(_) => {
+                        mem.0 += r.loc.stored_bytes(k.len());
+                        mem.1 += 1;
+                    }
+                    Loc::Disk { seg, len, .. } => {
+                        if !self.segments.contains_key(&seg.id()) {
+                            return Err(format!("record {:?} in unlisted {seg:?}", r.rev));
+                        }
+                        *live.entry(seg.id()).or_default() += *len as u64;
+                    }
+                }
+            }
         }
         if self.by_revision.windows(2).any(|w| w[0].0 >= w[1].0) {
             return Err("revision index out of order".to_string());
@@ -832,8 +813,20 @@ impl Store {
                 self.records, records
             ));
         }
-        if bytes != self.bytes {
-            return Err(format!("byte estimate {} but {} stored", self.bytes, bytes));
+        if mem != (self.mem_bytes, self.mem_records) {
+            return Err(format!(
+                "memory tail counted as {:?} but holds {mem:?}",
+                (self.mem_bytes, self.mem_records)
+            ));
+        }
+        for (id, s) in &self.segments {
+            let want = live.get(id).copied().unwrap_or(0);
+            if s.live_bytes != want {
+                return Err(format!(
+                    "segment {id} counts {} live bytes, records reference {want}",
+                    s.live_bytes
+                ));
+            }
         }
         Ok(())
     }

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use engine::segment::{
     parse_segment_name, segment_name, Corrupt, Manifest, Segment, SegmentEncoder, MANIFEST_SLOTS,
 };
-use engine::{CheckpointPlan, FlushItem, Mvcc};
+use engine::{CheckpointPlan, Mvcc, Placed};
 use raftlog::{Storage, StorageFile};
 
 /// Bytes encoded before each write (and yield) while a segment is written.
@@ -31,7 +31,7 @@ pub const CHECKPOINT_CHUNK_BYTES: usize = 1 << 20;
 /// A checkpoint that was written: what the shard installs.
 pub struct Written {
     pub segment: Option<Arc<Segment>>,
-    pub placed: Vec<(FlushItem, u64, u32)>,
+    pub placed: Vec<Placed>,
     pub manifest: Manifest,
     /// Bytes written (segment and manifest).
     pub bytes: u64,
@@ -135,18 +135,7 @@ pub async fn open<S: Storage>(storage: &S) -> Result<(Mvcc, Option<Manifest>), S
 }
 
 async fn read_all<S: Storage>(storage: &S, name: &str) -> io::Result<Vec<u8>> {
-    let f = storage.open(name).await?;
-    let len = f.len().await? as usize;
-    let mut buf = Vec::with_capacity(len);
-    while buf.len() < len {
-        let pos = buf.len() as u64;
-        let (n, b) = f.read_at(buf, pos).await;
-        buf = b;
-        if n? == 0 {
-            break;
-        }
-    }
-    Ok(buf)
+    raftlog::storage::read_whole(&storage.open(name).await?).await
 }
 
 /// Writes a planned checkpoint (see the module docs). The future owns

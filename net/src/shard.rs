@@ -335,15 +335,15 @@ pub struct Shard<S: Storage + 'static> {
     checkpoint: Option<CheckpointFuture>,
     /// The applied index the last durable checkpoint covers.
     checkpointed_index: u64,
-    /// The term of the entry at `applied_index`.
-    applied_term: u64,
     /// WAL entries below this index are covered by a checkpoint; the next
     /// sync releases their segments.
     wal_release_before: Option<u64>,
     /// Maintenance.Defragment asked for a full reclaim.
     reclaim_all: bool,
-    /// Checkpoints written since start.
-    checkpoints: u64,
+    /// Something happened that may make segments worth reclaiming (a
+    /// compaction, an installed checkpoint, the start): the policy is
+    /// evaluated once, not on every turn of the loop.
+    reclaim_check: bool,
     /// After a checkpoint failed for want of space, none is tried before
     /// this applied index.
     checkpoint_retry_at: u64,
@@ -406,11 +406,10 @@ impl<S: Storage + Clone + 'static> Shard<S> {
         let mut last_index = checkpointed_index;
         let mut replayed = 0u64;
         for entry in &recovered.entries {
+            last_term = last_term.max(entry.term);
             if entry.index <= checkpointed_index {
-                last_term = last_term.max(entry.term);
                 continue;
             }
-            last_term = last_term.max(entry.term);
             last_index = entry.index;
             replayed += 1;
             if entry.payload.is_empty() {
@@ -480,10 +479,9 @@ impl<S: Storage + Clone + 'static> Shard<S> {
             checkpoint_policy: CheckpointPolicy::default(),
             checkpoint: None,
             checkpointed_index,
-            applied_term: term,
             wal_release_before: None,
             reclaim_all: false,
-            checkpoints: 0,
+            reclaim_check: true,
             checkpoint_retry_at: 0,
         })
     }
@@ -592,30 +590,31 @@ impl<S: Storage + Clone + 'static> Shard<S> {
         if self.applied_index < self.checkpoint_retry_at {
             return;
         }
-        let st = self.mvcc.store_stats();
-        let due = st.mem_bytes >= self.checkpoint_policy.bytes
-            || st.mem_records >= CHECKPOINT_RECORDS_MAX
+        let (mem_bytes, mem_records) = self.mvcc.mem_usage();
+        let reclaim =
+            self.reclaim_all || std::mem::take(&mut self.reclaim_check) && self.mvcc.reclaim_due();
+        let due = mem_bytes >= self.checkpoint_policy.bytes
+            || mem_records >= CHECKPOINT_RECORDS_MAX
             || self.applied_index - self.checkpointed_index >= self.checkpoint_policy.entries
-            || (self.reclaim_all || self.mvcc.reclaim_due()) && self.applied_index > 0;
+            || reclaim;
         if !due {
             return;
         }
         let reclaim_all = std::mem::take(&mut self.reclaim_all);
-        let plan =
-            match self
-                .mvcc
-                .checkpoint_plan(self.applied_index, self.applied_term, reclaim_all)
-            {
-                Ok(plan) => plan,
-                Err(c) => {
-                    // Reading a segment's index failed: leave the state as it
-                    // is (reads of the damaged records answer DataLoss).
-                    tracing::error!("checkpoint not started: {c}");
-                    self.mvcc.checkpoint_abandon();
-                    self.checkpoint_retry_at = self.applied_index + self.checkpoint_policy.entries;
-                    return;
-                }
-            };
+        let plan = match self
+            .mvcc
+            .checkpoint_plan(self.applied_index, self.term, reclaim_all)
+        {
+            Ok(plan) => plan,
+            Err(c) => {
+                // Reading a segment's index failed: leave the state as it
+                // is (reads of the damaged records answer DataLoss).
+                tracing::error!("checkpoint not started: {c}");
+                self.mvcc.checkpoint_abandon();
+                self.checkpoint_retry_at = self.applied_index + self.checkpoint_policy.entries;
+                return;
+            }
+        };
         tracing::debug!(
             "checkpoint at entry {}: {} records ({} bytes), retiring {} segments",
             self.applied_index,
@@ -653,7 +652,7 @@ impl<S: Storage + Clone + 'static> Shard<S> {
         );
         self.checkpointed_index = covered;
         self.wal_release_before = Some(covered + 1);
-        self.checkpoints += 1;
+        self.reclaim_check = true;
         METRICS.checkpoints.fetch_add(1, Ordering::Relaxed);
         METRICS
             .checkpoint_bytes
@@ -955,8 +954,15 @@ impl<S: Storage + Clone + 'static> Shard<S> {
                 "revisions never go backwards"
             );
             self.applied_index += 1;
-            let events = self.mvcc.take_events();
-            self.watch.publish(self.mvcc.current_revision(), &events);
+            if self.watch.watcher_count() == 0 {
+                // Building events reads previous values back (prev_kv);
+                // with no watcher nobody would read them. Later watchers
+                // catch up from history.
+                self.mvcc.skip_events();
+            } else {
+                let events = self.mvcc.take_events();
+                self.watch.publish(self.mvcc.current_revision(), &events);
+            }
             match (&cmd, &res) {
                 (Command::LeaseGrant { id, ttl_secs }, Ok(_)) => {
                     if let Some(now) = self.now {
@@ -969,6 +975,7 @@ impl<S: Storage + Clone + 'static> Shard<S> {
                     self.lease_revoking.remove(id);
                 }
                 (Command::Alarm { .. }, _) => self.publish_alarms(),
+                (Command::Compact(_), Ok(_)) => self.reclaim_check = true,
                 _ => {}
             }
             let res = res.map(|v| self.header(v)).map_err(ShardError::from);

@@ -87,3 +87,20 @@ pub trait StorageFile {
     /// until [`StorageFile::sync_data`].
     fn set_len(&mut self, len: u64) -> impl Future<Output = io::Result<()>>;
 }
+
+/// Reads a whole file (as long as it was when the read began).
+pub async fn read_whole<F: StorageFile>(file: &F) -> io::Result<Vec<u8>> {
+    let len = usize::try_from(file.len().await?)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "file too large"))?;
+    let mut buf = Vec::with_capacity(len);
+    while buf.len() < len {
+        let pos = buf.len() as u64;
+        let (r, b) = file.read_at(buf, pos).await;
+        buf = b;
+        if r? == 0 {
+            break;
+        }
+    }
+    buf.truncate(len);
+    Ok(buf)
+}

@@ -540,19 +540,9 @@ fn scan_segment(
 }
 
 async fn read_whole<F: StorageFile>(file: &F, name: &str) -> Result<Vec<u8>, WalError> {
-    let len = file.len().await.map_err(io_err("len", name))?;
-    let len = usize::try_from(len).map_err(|_| corrupt(name, 0, "file too large"))?;
-    let mut buf = Vec::with_capacity(len);
-    while buf.len() < len {
-        let pos = buf.len() as u64;
-        let (r, b) = file.read_at(buf, pos).await;
-        buf = b;
-        if r.map_err(io_err("read", name))? == 0 {
-            break;
-        }
-    }
-    buf.truncate(len);
-    Ok(buf)
+    crate::storage::read_whole(file)
+        .await
+        .map_err(io_err("read", name))
 }
 
 // ---------------------------------------------------------------------------

@@ -689,24 +689,3 @@ fn leases_do_not_change_the_hashes() {
     ok(&mut with, put_lease("b", "1", 2000));
     assert_ne!(m.hash_kv(0).unwrap().hash, with.hash_kv(0).unwrap().hash);
 }
-
-#[test]
-fn lease_state_counts_in_approx_bytes() {
-    let mut m = Mvcc::new();
-    let empty = m.approx_bytes();
-    grant(&mut m, 1);
-    let granted = m.approx_bytes();
-    assert!(granted > empty);
-    ok(&mut m, put_lease(&"k".repeat(1000), "v", 1)); // 2
-    assert!(
-        m.approx_bytes() > granted + 2000,
-        "the key is stored and attached"
-    );
-    ok(&mut m, Command::LeaseRevoke { id: 1 }); // 3
-    ok(&mut m, put("z", "v")); // 4
-    ok(&mut m, compact(4));
-    assert!(
-        m.approx_bytes() < granted + 1000,
-        "lease, key and history freed"
-    );
-}

@@ -8,7 +8,6 @@ fn fresh_store() {
     assert_eq!(m.current_revision(), 1);
     assert_eq!(m.compact_revision(), 0);
     assert_eq!(m.key_count(), 0);
-    assert!(m.approx_bytes() > 0);
     let r = m.range(&get_req("\0", "\0")).unwrap();
     assert_eq!(
         (r.kvs.len(), r.count, r.more, r.header_revision),
@@ -1046,7 +1045,7 @@ fn determinism_same_commands_same_state() {
             m.hash(),
             m.hash_kv(0).unwrap(),
             m.current_revision(),
-            m.approx_bytes(),
+            m.store_stats(),
         )
     };
     assert_eq!(run(), run());
@@ -1083,6 +1082,7 @@ fn error_texts_are_etcds() {
         // Verified live (gateway lease/grant answers).
         (Error::LeaseExists, "etcdserver: lease already exists"),
         (Error::LeaseTtlTooLarge, "etcdserver: too large lease TTL"),
+        (Error::Corrupt, "etcdserver: corrupt cluster"),
     ];
     for (e, text) in all {
         assert_eq!(e.to_string(), text);
@@ -1095,14 +1095,14 @@ fn error_texts_are_etcds() {
 }
 
 #[test]
-fn approx_bytes_tracks_what_is_stored() {
+fn the_memory_tail_tracks_what_is_stored() {
     let mut m = Mvcc::new();
-    let empty = m.approx_bytes();
+    assert_eq!(m.mem_usage(), (0, 0));
     ok(&mut m, put("a", &"x".repeat(10_000)));
-    let one = m.approx_bytes();
-    assert!(one >= empty + 10_000);
+    let (one, _) = m.mem_usage();
+    assert!(one >= 10_000);
     ok(&mut m, put("a", "small"));
-    assert!(m.approx_bytes() >= one, "history is still stored");
+    assert_eq!(m.mem_usage().1, 2, "history is still stored");
     ok(&mut m, compact(3));
-    assert!(m.approx_bytes() < one, "compaction frees the old version");
+    assert!(m.mem_usage().0 < one, "compaction frees the old version");
 }
