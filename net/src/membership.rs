@@ -232,7 +232,7 @@ fn normalize_url(raw: &str) -> Result<String, MembershipError> {
 }
 
 /// Go's `net.SplitHostPort` for the forms a peer URL can take.
-fn split_host_port(hostport: &str) -> Option<(&str, &str)> {
+pub(crate) fn split_host_port(hostport: &str) -> Option<(&str, &str)> {
     if let Some(rest) = hostport.strip_prefix('[') {
         let (host, after) = rest.split_once(']')?;
         let port = after.strip_prefix(':')?;
@@ -469,6 +469,15 @@ impl MemberSet {
 
     /// MemberUpdate (peer URLs), before proposing and when applied.
     pub fn check_update(&self, id: u64, peer_urls: &[String]) -> Result<(), MembershipError> {
+        self.validate_update(id, peer_urls).map(drop)
+    }
+
+    /// [`MemberSet::check_update`], giving the normalized URLs.
+    fn validate_update(
+        &self,
+        id: u64,
+        peer_urls: &[String],
+    ) -> Result<Vec<String>, MembershipError> {
         if self.removed.contains(&id) {
             return Err(MembershipError::IdRemoved);
         }
@@ -484,7 +493,7 @@ impl MemberSet {
         if taken {
             return Err(MembershipError::PeerUrlExists);
         }
-        Ok(())
+        Ok(urls)
     }
 
     /// MemberPromote, before proposing. `progress` is the member's and the
@@ -576,8 +585,7 @@ impl MemberSet {
         id: u64,
         peer_urls: &[String],
     ) -> Result<(), MembershipError> {
-        self.check_update(id, peer_urls)?;
-        let urls = normalize_urls(peer_urls)?;
+        let urls = self.validate_update(id, peer_urls)?;
         self.members.get_mut(&id).expect("validated").peer_urls = urls;
         Ok(())
     }
@@ -1130,7 +1138,8 @@ mod tests {
             set.apply_promote(id),
             Err(MembershipError::MemberNotLearner)
         );
-        set.apply_update_peer_urls(id, &s(&["http://10.0.0.3:2380"]))
+        // The stored URLs are the normalized ones.
+        set.apply_update_peer_urls(id, &s(&[" HTTP://10.0.0.3:2380"]))
             .unwrap();
         assert_eq!(
             set.member(id).unwrap().peer_urls,

@@ -47,7 +47,7 @@ use compio::net::TcpStream;
 use futures_util::future::{select, Either};
 use tokio::sync::{mpsc, oneshot, Notify};
 
-use crate::rt;
+use crate::{membership, rt};
 
 // ---------------------------------------------------------------- limits
 
@@ -74,7 +74,8 @@ pub const SNAPSHOTS_IN_FLIGHT_MAX: usize = 4;
 pub const WRITE_BATCH_BYTES_MAX: usize = 256 << 10;
 /// Read size of a connection's frame reader.
 pub const READ_BUFFER_BYTES: usize = 64 << 10;
-/// Longest text of a `Reject` frame.
+/// Longest reason text kept from a peer's `Reject` frame or refused
+/// `SnapshotAck`; the rest is cut before it reaches errors and logs.
 pub const REJECT_REASON_BYTES_MAX: usize = 1024;
 /// Control commands (new peers, snapshots) waiting for the transport thread.
 pub const CONTROL_COMMANDS_MAX: usize = 1024;
@@ -83,12 +84,14 @@ pub const CONTROL_COMMANDS_MAX: usize = 1024;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Both sides' wait for the other's `Hello`.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
-/// A write that makes no progress this long closes the connection (etcd's
-/// `ConnWriteTimeout`).
+/// A socket write (one batch of messages, one snapshot chunk, a handshake
+/// frame) that has not finished after this long closes the connection
+/// (etcd's `ConnWriteTimeout`, a deadline per write).
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// First redial delay after a failure.
 pub const BACKOFF_INITIAL: Duration = Duration::from_millis(50);
-/// Redial delay cap; jitter picks between half of it and all of it.
+/// Redial delay cap. Each delay is picked between half of the capped
+/// exponential delay and all of it.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// How long a receiver waits for room in the inbox for a whole snapshot.
 pub const SNAPSHOT_DELIVER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -241,18 +244,22 @@ impl Hello {
     }
 }
 
-/// A received frame.
+/// A received frame. The payload borrows the reader's buffer until the next
+/// read, so a frame that is consumed in place (a hello, a snapshot chunk, an
+/// acknowledgement) costs no copy.
 #[derive(Debug)]
-struct Frame {
+struct Frame<'a> {
     kind: FrameKind,
     group: u64,
-    payload: Vec<u8>,
+    payload: &'a [u8],
 }
 
 #[derive(Debug)]
 enum ConnError {
     Io(std::io::Error),
     Frame(FrameError),
+    /// The peer closed the connection where a frame was required.
+    Closed,
     Timeout(&'static str),
 }
 
@@ -267,6 +274,7 @@ impl std::fmt::Display for ConnError {
         match self {
             ConnError::Io(e) => write!(f, "{e}"),
             ConnError::Frame(e) => write!(f, "{e}"),
+            ConnError::Closed => f.write_str("connection closed"),
             ConnError::Timeout(what) => write!(f, "timed out {what}"),
         }
     }
@@ -275,6 +283,7 @@ impl std::fmt::Display for ConnError {
 /// Reads frames from a stream through one growing buffer.
 struct FrameReader {
     buf: Vec<u8>,
+    /// Start of the bytes not yet handed out.
     pos: usize,
 }
 
@@ -287,7 +296,15 @@ impl FrameReader {
     }
 
     /// The next frame; `None` on a clean end of stream between frames.
-    async fn next(&mut self, stream: &TcpStream) -> Result<Option<Frame>, ConnError> {
+    async fn next(&mut self, stream: &TcpStream) -> Result<Option<Frame<'_>>, ConnError> {
+        if self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+            // Give back what one large frame needed.
+            if self.buf.capacity() > 4 * READ_BUFFER_BYTES {
+                self.buf.shrink_to(READ_BUFFER_BYTES);
+            }
+        }
         loop {
             let avail = self.buf.len() - self.pos;
             let need = if avail >= FRAME_HEADER_BYTES {
@@ -299,20 +316,11 @@ impl FrameReader {
                 let total = FRAME_HEADER_BYTES + h.len;
                 if avail >= total {
                     let start = self.pos + FRAME_HEADER_BYTES;
-                    let payload = self.buf[start..self.pos + total].to_vec();
                     self.pos += total;
-                    if self.pos == self.buf.len() {
-                        self.buf.clear();
-                        self.pos = 0;
-                        // Give back what one large frame needed.
-                        if self.buf.capacity() > 4 * READ_BUFFER_BYTES {
-                            self.buf.shrink_to(READ_BUFFER_BYTES);
-                        }
-                    }
                     return Ok(Some(Frame {
                         kind: h.kind,
                         group: h.group,
-                        payload,
+                        payload: &self.buf[start..self.pos],
                     }));
                 }
                 total - avail
@@ -339,6 +347,27 @@ impl FrameReader {
             }
         }
     }
+
+    /// The next frame within `limit`, where the conversation requires one:
+    /// the end of the stream is an error here.
+    async fn expect(
+        &mut self,
+        stream: &TcpStream,
+        limit: Duration,
+        waiting_for: &'static str,
+    ) -> Result<Frame<'_>, ConnError> {
+        match compio::time::timeout(limit, self.next(stream)).await {
+            Ok(Ok(Some(f))) => Ok(f),
+            Ok(Ok(None)) => Err(ConnError::Closed),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(ConnError::Timeout(waiting_for)),
+        }
+    }
+}
+
+/// A reason text sent by a peer, cut to [`REJECT_REASON_BYTES_MAX`].
+fn reason_text(b: &[u8]) -> String {
+    String::from_utf8_lossy(&b[..b.len().min(REJECT_REASON_BYTES_MAX)]).into_owned()
 }
 
 async fn write_all(stream: &TcpStream, buf: Vec<u8>) -> (Result<(), ConnError>, Vec<u8>) {
@@ -600,6 +629,13 @@ struct PeerState {
 impl PeerState {
     fn urls(&self) -> Vec<String> {
         self.urls.lock().expect("urls lock").clone()
+    }
+    fn has_url(&self, url: &str) -> bool {
+        self.urls
+            .lock()
+            .expect("urls lock")
+            .iter()
+            .any(|u| u == url)
     }
     fn is_stopped(&self) -> bool {
         self.stopped.load(Ordering::Acquire)
@@ -961,17 +997,17 @@ pub fn dial_address(url: &str) -> Result<String, PeerError> {
         _ => return Err(bad("peer URL scheme must be http")),
     }
     let authority = rest.strip_suffix('/').unwrap_or(rest);
-    if authority.is_empty() || authority.contains(['/', '?', '#', '@']) {
+    if authority.contains(['/', '?', '#', '@']) {
         return Err(bad("peer URL must be http://host:port"));
     }
-    let port = match authority.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() && !port.is_empty() => port,
-        _ => return Err(bad("peer URL needs a port")),
-    };
-    if port.parse::<u16>().is_err() {
-        return Err(bad("bad port"));
+    // The host:port rule the member set checks peer URLs with.
+    match membership::split_host_port(authority) {
+        Some((host, port)) if !host.is_empty() => match port.parse::<u16>() {
+            Ok(_) => Ok(authority.to_string()),
+            Err(_) => Err(bad("bad port")),
+        },
+        _ => Err(bad("peer URL needs host:port")),
     }
-    Ok(authority.to_string())
 }
 
 fn check_urls(urls: &[String]) -> Result<(), PeerError> {
@@ -1093,21 +1129,16 @@ async fn dial_one(ctx: &Ctx, peer: u64, url: &str) -> Result<Conn, DialError> {
         .await
         .map_err(|e| failed("handshake with", &e))?;
     let mut reader = FrameReader::new();
-    let reply = match compio::time::timeout(HANDSHAKE_TIMEOUT, reader.next(&stream)).await {
-        Ok(Ok(Some(f))) => f,
-        Ok(Ok(None)) => return Err(failed("handshake with", &"connection closed")),
-        Ok(Err(e)) => return Err(failed("handshake with", &e)),
-        Err(_) => return Err(failed("handshake with", &"timed out")),
-    };
-    match reply.kind {
-        FrameKind::Hello => {}
-        FrameKind::Reject => {
-            let reason = String::from_utf8_lossy(&reply.payload).into_owned();
-            return Err(DialError::Rejected(reason));
-        }
-        other => return Err(failed("handshake with", &FrameError::Unexpected(other))),
+    let reply = reader
+        .expect(&stream, HANDSHAKE_TIMEOUT, "waiting for the hello")
+        .await
+        .map_err(|e| failed("handshake with", &e))?;
+    let got = match reply.kind {
+        FrameKind::Hello => Hello::decode(reply.payload),
+        FrameKind::Reject => return Err(DialError::Rejected(reason_text(reply.payload))),
+        other => Err(FrameError::Unexpected(other)),
     }
-    let got = Hello::decode(&reply.payload).map_err(|e| failed("handshake with", &e))?;
+    .map_err(|e| failed("handshake with", &e))?;
     if got.cluster_id != ctx.shared.cluster_id {
         return Err(DialError::Rejected(format!(
             "remote cluster ID mismatch: local {:x}, remote {:x}",
@@ -1185,22 +1216,19 @@ async fn run_peer(ctx: Rc<Ctx>, state: Arc<PeerState>, mut queue: mpsc::Receiver
                 state.dial_failures.add(1);
                 failures = failures.saturating_add(1);
                 url_index = url_index.wrapping_add(1);
-                let text = match &e {
-                    DialError::Rejected(reason) => {
-                        state.rejected.add(1);
-                        format!("refused: {reason}")
-                    }
-                    DialError::Failed(e) => e.clone(),
+                let (text, refused) = match e {
+                    DialError::Rejected(reason) => (format!("refused: {reason}"), true),
+                    DialError::Failed(e) => (e, false),
                 };
+                if refused {
+                    state.rejected.add(1);
+                }
                 // Log once per distinct failure, not once per retry.
                 if last_error.as_deref() != Some(text.as_str()) {
-                    match e {
-                        DialError::Rejected(_) => {
-                            tracing::error!("peer {:x}: {text}", state.id)
-                        }
-                        DialError::Failed(_) => {
-                            tracing::warn!("peer {:x}: cannot connect: {text}", state.id)
-                        }
+                    if refused {
+                        tracing::error!("peer {:x}: {text}", state.id);
+                    } else {
+                        tracing::warn!("peer {:x}: cannot connect: {text}", state.id);
                     }
                     last_error = Some(text);
                 }
@@ -1243,7 +1271,7 @@ async fn pump(conn: Conn, state: &PeerState, queue: &mut mpsc::Receiver<Outgoing
                     if state.is_stopped() {
                         return PumpEnd::Stopped;
                     }
-                    if !state.urls().contains(&url) {
+                    if !state.has_url(&url) {
                         return PumpEnd::UrlsChanged;
                     }
                     continue;
@@ -1265,6 +1293,10 @@ async fn pump(conn: Conn, state: &PeerState, queue: &mut mpsc::Receiver<Outgoing
             }
             let (r, buf) = write_all(&stream, std::mem::take(&mut batch)).await;
             batch = buf;
+            // Give back what one large message needed, as the reader does.
+            if batch.capacity() > 4 * WRITE_BATCH_BYTES_MAX {
+                batch = Vec::with_capacity(WRITE_BATCH_BYTES_MAX);
+            }
             match r {
                 Ok(()) => state.sent.add(n),
                 Err(e) => {
@@ -1353,22 +1385,16 @@ async fn stream_snapshot(
     write_frame(&stream, FrameKind::SnapshotEnd, group, &end)
         .await
         .map_err(io)?;
-    let ack = match compio::time::timeout(SNAPSHOT_ACK_TIMEOUT, reader.next(&stream)).await {
-        Ok(Ok(Some(f))) => f,
-        Ok(Ok(None)) => return Err(SnapshotError::Io("closed before acknowledging".into())),
-        Ok(Err(e)) => return Err(io(e)),
-        Err(_) => {
-            return Err(SnapshotError::Io(
-                "timed out waiting for the verdict".into(),
-            ))
+    let ack = reader
+        .expect(&stream, SNAPSHOT_ACK_TIMEOUT, "waiting for the verdict")
+        .await
+        .map_err(io)?;
+    match (ack.kind, ack.payload.split_first()) {
+        (FrameKind::SnapshotAck, Some((0, _))) => Ok(SnapshotSent { bytes: total }),
+        (FrameKind::SnapshotAck, Some((_, reason))) => {
+            Err(SnapshotError::Rejected(reason_text(reason)))
         }
-    };
-    match (ack.kind, ack.payload.first()) {
-        (FrameKind::SnapshotAck, Some(0)) => Ok(SnapshotSent { bytes: total }),
-        (FrameKind::SnapshotAck, Some(_)) => Err(SnapshotError::Rejected(
-            String::from_utf8_lossy(&ack.payload[1..]).into_owned(),
-        )),
-        (kind, _) => Err(io(ConnError::Frame(FrameError::Unexpected(kind)))),
+        (kind, _) => Err(io(FrameError::Unexpected(kind).into())),
     }
 }
 
@@ -1393,27 +1419,20 @@ async fn serve_conn(ctx: Rc<Ctx>, stream: TcpStream, addr: SocketAddr) {
     let _ = stream.set_nodelay(true);
     let mut reader = FrameReader::new();
     let shared = &ctx.shared;
-    let first = match compio::time::timeout(HANDSHAKE_TIMEOUT, reader.next(&stream)).await {
-        Ok(Ok(Some(f))) => f,
-        Ok(Ok(None)) => return,
-        Ok(Err(e)) => {
-            shared.bad_frames.add(1);
-            tracing::warn!("peer connection from {addr}: closing: {e}");
-            return;
-        }
-        Err(_) => {
-            tracing::warn!("peer connection from {addr}: no hello within {HANDSHAKE_TIMEOUT:?}");
-            return;
-        }
-    };
-    let hello = match first.kind {
-        FrameKind::Hello => Hello::decode(&first.payload),
-        other => Err(FrameError::Unexpected(other)),
-    };
+    let hello = reader
+        .expect(&stream, HANDSHAKE_TIMEOUT, "waiting for the hello")
+        .await
+        .and_then(|f| match f.kind {
+            FrameKind::Hello => Ok(Hello::decode(f.payload)?),
+            other => Err(FrameError::Unexpected(other).into()),
+        });
     let hello = match hello {
         Ok(h) => h,
+        Err(ConnError::Closed) => return,
         Err(e) => {
-            shared.bad_frames.add(1);
+            if matches!(e, ConnError::Frame(_)) {
+                shared.bad_frames.add(1);
+            }
             tracing::warn!("peer connection from {addr}: closing: {e}");
             return;
         }
@@ -1442,8 +1461,7 @@ async fn serve_conn(ctx: Rc<Ctx>, stream: TcpStream, addr: SocketAddr) {
     };
     if let Some(reason) = refusal {
         shared.rejected.add(1);
-        let reason = &reason.as_bytes()[..reason.len().min(REJECT_REASON_BYTES_MAX)];
-        let _ = write_frame(&stream, FrameKind::Reject, 0, reason).await;
+        let _ = write_frame(&stream, FrameKind::Reject, 0, reason.as_bytes()).await;
         return;
     }
     let reply = Hello {
@@ -1471,6 +1489,8 @@ async fn serve_conn(ctx: Rc<Ctx>, stream: TcpStream, addr: SocketAddr) {
 struct Assembly {
     group: u64,
     data: Vec<u8>,
+    /// crc32c of `data`, kept up as chunks arrive.
+    crc: u32,
 }
 
 async fn receive_frames(
@@ -1493,7 +1513,7 @@ async fn receive_frames(
                 let msg = Incoming::Message {
                     from,
                     group: frame.group,
-                    payload: frame.payload,
+                    payload: frame.payload.to_vec(),
                 };
                 match ctx.inbox.try_send(msg) {
                     Ok(()) => shared.received.add(1),
@@ -1504,6 +1524,7 @@ async fn receive_frames(
                 let a = snapshot.get_or_insert_with(|| Assembly {
                     group: frame.group,
                     data: Vec::new(),
+                    crc: 0,
                 });
                 if a.group != frame.group {
                     return Err(FrameError::BadSnapshot("group changed mid-snapshot").into());
@@ -1511,19 +1532,21 @@ async fn receive_frames(
                 if (a.data.len() + frame.payload.len()) as u64 > SNAPSHOT_BYTES_MAX {
                     return Err(FrameError::BadSnapshot("too large").into());
                 }
-                a.data.extend_from_slice(&frame.payload);
+                a.data.extend_from_slice(frame.payload);
+                a.crc = crc32c::crc32c_append(a.crc, frame.payload);
             }
             FrameKind::SnapshotEnd => {
                 let a = snapshot.take().unwrap_or(Assembly {
                     group: frame.group,
                     data: Vec::new(),
+                    crc: 0,
                 });
                 if frame.payload.len() != 12 || a.group != frame.group {
                     return Err(FrameError::BadSnapshot("malformed end").into());
                 }
                 let total = u64::from_le_bytes(frame.payload[..8].try_into().expect("8 bytes"));
                 let crc = u32::from_le_bytes(frame.payload[8..].try_into().expect("4 bytes"));
-                if total != a.data.len() as u64 || crc != crc32c::crc32c(&a.data) {
+                if total != a.data.len() as u64 || crc != a.crc {
                     let _ = write_frame(
                         stream,
                         FrameKind::SnapshotAck,
@@ -1623,6 +1646,9 @@ mod tests {
             "http://h",
             "http://h:99999",
             "http://h:1/x",
+            "http://::1:2380",
+            "http://[::1]x:1",
+            "http://:1",
             "unix://x",
         ] {
             assert!(dial_address(bad).is_err(), "{bad}");
