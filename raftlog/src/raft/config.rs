@@ -39,13 +39,6 @@ pub struct Faults {
     pub commit_previous_term_by_count: bool,
 }
 
-impl Faults {
-    /// Whether any fault is planted.
-    pub fn any(&self) -> bool {
-        self.skip_log_up_to_date_check || self.commit_previous_term_by_count
-    }
-}
-
 /// Configuration of one member of one group.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {

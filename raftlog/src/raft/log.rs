@@ -14,7 +14,7 @@
 use std::collections::VecDeque;
 
 use super::error::RaftError;
-use super::types::{Entry, SnapshotMeta};
+use super::types::{Entry, EntryKind, SnapshotMeta};
 
 #[derive(Clone, Debug)]
 pub(crate) struct RaftLog {
@@ -115,7 +115,7 @@ impl RaftLog {
 
     /// Appends entries that continue the log or overwrite an uncommitted
     /// suffix. Returns the new last index.
-    pub(crate) fn append(&mut self, ents: &[Entry]) -> u64 {
+    pub(crate) fn append(&mut self, ents: Vec<Entry>) -> u64 {
         let Some(first) = ents.first() else {
             return self.last_index();
         };
@@ -138,7 +138,7 @@ impl RaftLog {
         for e in ents {
             debug_assert_eq!(e.index, self.last_index() + 1, "entries contiguous");
             debug_assert!(e.term >= self.last_term(), "terms never decrease");
-            self.entries.push_back(e.clone());
+            self.entries.push_back(e);
         }
         self.last_index()
     }
@@ -159,13 +159,13 @@ impl RaftLog {
         prev_index: u64,
         prev_term: u64,
         commit: u64,
-        ents: &[Entry],
+        mut ents: Vec<Entry>,
     ) -> Result<Option<u64>, RaftError> {
         if !self.match_term(prev_index, prev_term) {
             return Ok(None);
         }
         let last_new = prev_index + ents.len() as u64;
-        if let Some(pos) = self.find_conflict(ents) {
+        if let Some(pos) = self.find_conflict(&ents) {
             let at = ents[pos].index;
             if at <= self.committed {
                 return Err(RaftError::CommittedEntryConflict {
@@ -173,7 +173,8 @@ impl RaftLog {
                     commit: self.committed,
                 });
             }
-            self.append(&ents[pos..]);
+            ents.drain(..pos);
+            self.append(ents);
         }
         self.commit_to(commit.min(last_new));
         Ok(Some(last_new))
@@ -228,7 +229,7 @@ impl RaftLog {
         }
     }
 
-    /// Entries persisted by the application yet (not yet stable).
+    /// Entries the application has not yet made durable.
     pub(crate) fn unstable(&self) -> impl Iterator<Item = &Entry> {
         let skip = (self.stabled.max(self.offset) - self.offset) as usize;
         self.entries.iter().skip(skip)
@@ -298,13 +299,13 @@ impl RaftLog {
         self.offset_term = term;
     }
 
-    /// Conf-change entries in `(lo, hi]`, by index.
+    /// Whether a held entry in `(lo, hi]` is a conf change.
     pub(crate) fn has_conf_change_in(&self, lo: u64, hi: u64) -> bool {
         let lo = lo.max(self.offset);
         let hi = hi.min(self.last_index());
         (lo + 1..=hi).any(|i| {
             self.entry(i)
-                .is_some_and(|e| e.kind == super::types::EntryKind::ConfChange)
+                .is_some_and(|e| e.kind == EntryKind::ConfChange)
         })
     }
 
@@ -327,7 +328,6 @@ impl RaftLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::raft::types::EntryKind;
 
     fn ent(index: u64, term: u64) -> Entry {
         Entry {
@@ -345,7 +345,7 @@ mod tests {
             .enumerate()
             .map(|(i, t)| ent(i as u64 + 1, *t))
             .collect();
-        l.append(&ents);
+        l.append(ents);
         l
     }
 
@@ -353,10 +353,10 @@ mod tests {
     fn maybe_append_truncates_conflicts_and_commits() {
         let mut l = log_with(&[1, 1, 2, 2]);
         // Mismatch at prev.
-        assert_eq!(l.maybe_append(4, 3, 4, &[]).unwrap(), None);
+        assert_eq!(l.maybe_append(4, 3, 4, vec![]).unwrap(), None);
         // Conflict at 3: replaced by term 3 entries.
         assert_eq!(
-            l.maybe_append(2, 1, 3, &[ent(3, 3), ent(4, 3), ent(5, 3)])
+            l.maybe_append(2, 1, 3, vec![ent(3, 3), ent(4, 3), ent(5, 3)])
                 .unwrap(),
             Some(5)
         );
@@ -364,11 +364,11 @@ mod tests {
         assert_eq!(l.last_index(), 5);
         assert_eq!(l.committed, 3);
         // A stale, shorter append does not truncate matching entries.
-        assert_eq!(l.maybe_append(2, 1, 3, &[ent(3, 3)]).unwrap(), Some(3));
+        assert_eq!(l.maybe_append(2, 1, 3, vec![ent(3, 3)]).unwrap(), Some(3));
         assert_eq!(l.last_index(), 5);
         // Overwriting a committed entry is refused.
         assert!(matches!(
-            l.maybe_append(2, 1, 3, &[ent(3, 4)]),
+            l.maybe_append(2, 1, 3, vec![ent(3, 4)]),
             Err(RaftError::CommittedEntryConflict { index: 3, .. })
         ));
     }

@@ -1,6 +1,7 @@
 //! `RawNode`: one member of one Raft group, as a deterministic state machine.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::ops::Bound::{Excluded, Unbounded};
 
 use super::conf::{ConfChange, ConfChangeKind};
 use super::config::{Config, PENDING_READS_MAX, READY_COMMITTED_BYTES_MAX, ROUNDS_TRACKED_MAX};
@@ -16,6 +17,18 @@ use super::types::{
 /// Largest entry payload a proposal may carry: the WAL's record limit less
 /// room for the application's own framing.
 pub const ENTRY_DATA_BYTES_MAX: u64 = crate::wal::RECORD_PAYLOAD_BYTES_MAX as u64 - 64 * 1024;
+
+/// Refuses an entry whose payload exceeds [`ENTRY_DATA_BYTES_MAX`].
+fn check_entry_size(e: &Entry) -> Result<(), ProposeError> {
+    let bytes = e.data.len() as u64;
+    if bytes > ENTRY_DATA_BYTES_MAX {
+        return Err(ProposeError::TooLarge {
+            bytes,
+            max: ENTRY_DATA_BYTES_MAX,
+        });
+    }
+    Ok(())
+}
 
 /// How a member starts.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,6 +65,26 @@ enum VoteResult {
     Pending,
     Won,
     Lost,
+}
+
+/// An accepting answer to an append or a snapshot: the logs match up to
+/// `index`.
+fn append_ack(index: u64) -> MessageBody {
+    MessageBody::AppendResp {
+        index,
+        reject: false,
+        reject_hint: 0,
+        hint_term: 0,
+    }
+}
+
+/// The answer to a vote (`pre` false) or pre-vote request.
+fn vote_resp(pre: bool, reject: bool) -> MessageBody {
+    if pre {
+        MessageBody::PreVoteResp { reject }
+    } else {
+        MessageBody::VoteResp { reject }
+    }
 }
 
 /// What the last `Ready` handed out, applied by `advance`.
@@ -212,8 +245,8 @@ impl RawNode {
                         data: ConfChange::new(ConfChangeKind::AddVoter, *v).encode(),
                     })
                     .collect();
-                node.log.append(&ents);
-                node.log.commit_to(ents.len() as u64);
+                let last = node.log.append(ents);
+                node.log.commit_to(last);
                 node.term = 1;
                 node.conf = ConfState {
                     voters: sorted,
@@ -273,7 +306,7 @@ impl RawNode {
             last = (e.index, e.term);
             ents.push(e);
         }
-        log.append(&ents);
+        log.append(ents);
         log.stabled = log.last_index();
         if hs.commit > log.last_index() {
             return Err(StartError::BadRestart("commit beyond the last entry"));
@@ -353,7 +386,11 @@ impl RawNode {
             first_index: self.log.first_index(),
             last_index: self.log.last_index(),
             conf: self.conf.clone(),
-            progress: self.prs.iter().map(|(id, p)| (*id, p.view())).collect(),
+            progress: self
+                .prs
+                .iter()
+                .map(|(id, p)| (*id, p.view(self.conf.is_learner(*id))))
+                .collect(),
             lead_transferee: (self.lead_transferee != NO_NODE).then_some(self.lead_transferee),
         }
     }
@@ -468,7 +505,6 @@ impl RawNode {
         self.role = Role::PreCandidate;
         self.votes.clear();
         self.leader = NO_NODE;
-        self.prs.clear();
     }
 
     fn become_candidate(&mut self) {
@@ -491,11 +527,8 @@ impl RawNode {
         self.leader = self.cfg.id;
         let next = self.log.last_index() + 1;
         let max = self.cfg.inflight_msgs_max;
-        for id in self.conf.voters.iter().copied() {
-            self.prs.insert(id, Progress::new(next, max, false));
-        }
-        for id in self.conf.learners.iter().copied() {
-            self.prs.insert(id, Progress::new(next, max, true));
+        for id in self.conf.members() {
+            self.prs.insert(id, Progress::new(next, max));
         }
         let me = self.cfg.id;
         let last = self.log.last_index();
@@ -508,7 +541,7 @@ impl RawNode {
         // of its own term before changing membership (the fix for the
         // single-server change bug), and any change left uncommitted by an
         // earlier leader is then committed or gone.
-        self.append_entries(vec![Entry::default()]);
+        self.append_entry(Entry::default());
         self.pending_conf_index = self.log.last_index();
         self.bcast_append();
     }
@@ -595,48 +628,51 @@ impl RawNode {
         {
             return;
         }
-        if self.cfg.pre_vote && !transfer {
-            self.campaign_pre();
-        } else {
-            self.campaign(transfer);
-        }
+        self.campaign(self.cfg.pre_vote && !transfer, transfer);
     }
 
-    fn campaign_pre(&mut self) {
-        self.become_pre_candidate();
+    /// Starts a pre-vote round (`pre`) or an election, voting for itself.
+    fn campaign(&mut self, pre: bool, transfer: bool) {
+        if pre {
+            self.become_pre_candidate();
+        } else {
+            self.become_candidate();
+        }
         let me = self.cfg.id;
         if self.poll(me, true) == VoteResult::Won {
-            self.campaign(false);
+            self.election_won();
             return;
         }
-        let body = MessageBody::PreVote {
-            last_index: self.log.last_index(),
-            last_term: self.log.last_term(),
+        let (last_index, last_term) = (self.log.last_index(), self.log.last_term());
+        // A pre-vote asks about a term nobody has entered yet.
+        let (term, body) = if pre {
+            let body = MessageBody::PreVote {
+                last_index,
+                last_term,
+            };
+            (self.term + 1, body)
+        } else {
+            let body = MessageBody::Vote {
+                last_index,
+                last_term,
+                transfer,
+            };
+            (self.term, body)
         };
-        let term = self.term + 1;
-        for v in self.conf.voters.clone() {
+        for i in 0..self.conf.voters.len() {
+            let v = self.conf.voters[i];
             if v != me {
                 self.send_with_term(v, term, body.clone());
             }
         }
     }
 
-    fn campaign(&mut self, transfer: bool) {
-        self.become_candidate();
-        let me = self.cfg.id;
-        if self.poll(me, true) == VoteResult::Won {
+    /// A quorum granted this member's pre-vote or vote request.
+    fn election_won(&mut self) {
+        if self.role == Role::PreCandidate {
+            self.campaign(false, false);
+        } else {
             self.become_leader();
-            return;
-        }
-        let body = MessageBody::Vote {
-            last_index: self.log.last_index(),
-            last_term: self.log.last_term(),
-            transfer,
-        };
-        for v in self.conf.voters.clone() {
-            if v != me {
-                self.send(v, body.clone());
-            }
         }
     }
 
@@ -681,24 +717,16 @@ impl RawNode {
             || (pre && m.term > self.term);
         let up_to_date = self.cfg.faults.skip_log_up_to_date_check
             || self.log.is_up_to_date(last_index, last_term);
-        let resp = |reject| {
-            if pre {
-                MessageBody::PreVoteResp { reject }
-            } else {
-                MessageBody::VoteResp { reject }
-            }
-        };
         if can_vote && up_to_date {
             // A granted response carries the term asked for; for a pre-vote
             // that is a term we have not entered.
-            self.send_with_term(m.from, m.term, resp(false));
+            self.send_with_term(m.from, m.term, vote_resp(pre, false));
             if !pre {
                 self.election_elapsed = 0;
                 self.vote = m.from;
             }
         } else {
-            let term = self.term;
-            self.send_with_term(m.from, term, resp(true));
+            self.send(m.from, vote_resp(pre, true));
         }
     }
 
@@ -765,27 +793,15 @@ impl RawNode {
                     // it steps down. Without this it would keep sending, and
                     // with pre-vote or check-quorum nobody else would ever
                     // raise its term.
-                    self.send(
-                        m.from,
-                        MessageBody::AppendResp {
-                            index: 0,
-                            reject: false,
-                            reject_hint: 0,
-                            hint_term: 0,
-                        },
-                    );
+                    self.send(m.from, append_ack(0));
                 }
                 // Refuse a stale (pre-)vote request with our term, so the
                 // candidate catches up. Otherwise a candidate whose vote
                 // requests all arrive stale never learns the term it must
                 // exceed, and the one voter it needs never answers.
-                MessageBody::PreVote { .. } => {
-                    let term = self.term;
-                    self.send_with_term(m.from, term, MessageBody::PreVoteResp { reject: true });
-                }
-                MessageBody::Vote { .. } => {
-                    let term = self.term;
-                    self.send_with_term(m.from, term, MessageBody::VoteResp { reject: true });
+                MessageBody::PreVote { .. } | MessageBody::Vote { .. } => {
+                    let pre = matches!(m.body, MessageBody::PreVote { .. });
+                    self.send(m.from, vote_resp(pre, true));
                 }
                 _ => {}
             }
@@ -810,7 +826,7 @@ impl RawNode {
                 }
                 let mut any = false;
                 for e in entries {
-                    any |= self.leader_append_proposal(e.kind, e.data).is_ok();
+                    any |= self.leader_append_proposal(e).is_ok();
                 }
                 if any {
                     self.bcast_append();
@@ -849,19 +865,15 @@ impl RawNode {
                 self.become_follower(m.term, m.from);
                 self.step_follower(m)
             }
-            MessageBody::VoteResp { reject } if self.role == Role::Candidate => {
-                match self.poll(m.from, !reject) {
-                    VoteResult::Won => self.become_leader(),
-                    VoteResult::Lost => self.become_follower(self.term, NO_NODE),
-                    VoteResult::Pending => {}
-                }
-                Ok(())
-            }
-            MessageBody::PreVoteResp { reject } if self.role == Role::PreCandidate => {
-                match self.poll(m.from, !reject) {
-                    VoteResult::Won => self.campaign(false),
-                    VoteResult::Lost => self.become_follower(self.term, NO_NODE),
-                    VoteResult::Pending => {}
+            MessageBody::VoteResp { reject } | MessageBody::PreVoteResp { reject } => {
+                // An answer to the other kind of request is stale.
+                let pre = matches!(m.body, MessageBody::PreVoteResp { .. });
+                if pre == (self.role == Role::PreCandidate) {
+                    match self.poll(m.from, !reject) {
+                        VoteResult::Won => self.election_won(),
+                        VoteResult::Lost => self.become_follower(self.term, NO_NODE),
+                        VoteResult::Pending => {}
+                    }
                 }
                 Ok(())
             }
@@ -879,7 +891,7 @@ impl RawNode {
             } => {
                 self.election_elapsed = 0;
                 self.leader = m.from;
-                self.handle_append(m.from, prev_index, prev_term, &entries, commit)?;
+                self.handle_append(m.from, prev_index, prev_term, entries, commit)?;
             }
             MessageBody::Heartbeat { commit, ctx } => {
                 self.election_elapsed = 0;
@@ -911,25 +923,19 @@ impl RawNode {
         from: NodeId,
         prev_index: u64,
         prev_term: u64,
-        entries: &[Entry],
+        entries: Vec<Entry>,
         commit: u64,
     ) -> Result<(), RaftError> {
-        let ack = |index| MessageBody::AppendResp {
-            index,
-            reject: false,
-            reject_hint: 0,
-            hint_term: 0,
-        };
         if prev_index < self.log.committed {
             let c = self.log.committed;
-            self.send(from, ack(c));
+            self.send(from, append_ack(c));
             return Ok(());
         }
         match self
             .log
             .maybe_append(prev_index, prev_term, commit, entries)?
         {
-            Some(last_new) => self.send(from, ack(last_new)),
+            Some(last_new) => self.send(from, append_ack(last_new)),
             None => {
                 // Tell the leader where our logs may match: the last index at
                 // or below `prev_index` whose term is at most `prev_term`.
@@ -950,28 +956,18 @@ impl RawNode {
     }
 
     fn handle_snapshot(&mut self, from: NodeId, meta: SnapshotMeta) {
-        let ack = |index| MessageBody::AppendResp {
-            index,
-            reject: false,
-            reject_hint: 0,
-            hint_term: 0,
-        };
-        if meta.index <= self.log.committed {
-            let c = self.log.committed;
-            self.send(from, ack(c));
-            return;
+        if meta.index > self.log.committed {
+            if self.log.match_term(meta.index, meta.term) {
+                // We hold the snapshot's last entry: no need to install it.
+                self.log.commit_to(meta.index);
+            } else {
+                self.conf = meta.conf.clone();
+                self.log.restore(meta);
+            }
         }
-        if self.log.match_term(meta.index, meta.term) {
-            // We hold the snapshot's last entry: no need to install it.
-            self.log.commit_to(meta.index);
-            let c = self.log.committed;
-            self.send(from, ack(c));
-            return;
-        }
-        let index = meta.index;
-        self.conf = meta.conf.clone();
-        self.log.restore(meta);
-        self.send(from, ack(index));
+        // Either way the logs now match up to the commit index.
+        let c = self.log.committed;
+        self.send(from, append_ack(c));
     }
 
     fn handle_append_resp(
@@ -1044,15 +1040,12 @@ impl RawNode {
     // ---------------------------------------------------------------
     // Replication (leader)
 
-    /// Assigns term and index to `ents` and appends them.
-    fn append_entries(&mut self, mut ents: Vec<Entry>) {
-        let last = self.log.last_index();
-        for (i, e) in ents.iter_mut().enumerate() {
-            e.term = self.term;
-            e.index = last + 1 + i as u64;
-            self.uncommitted_bytes += e.size_bytes();
-        }
-        let last = self.log.append(&ents);
+    /// Assigns term and index to `e` and appends it.
+    fn append_entry(&mut self, mut e: Entry) {
+        e.term = self.term;
+        e.index = self.log.last_index() + 1;
+        self.uncommitted_bytes += e.size_bytes();
+        let last = self.log.append(vec![e]);
         let me = self.cfg.id;
         self.prs
             .get_mut(&me)
@@ -1066,17 +1059,7 @@ impl RawNode {
     /// holds, if that entry is of the current term (§5.4.2: entries of
     /// earlier terms are committed only indirectly).
     fn maybe_commit(&mut self) -> bool {
-        let mut matched: Vec<u64> = self
-            .conf
-            .voters
-            .iter()
-            .map(|v| self.prs.get(v).map_or(0, |p| p.match_index))
-            .collect();
-        if matched.is_empty() {
-            return false;
-        }
-        matched.sort_unstable_by(|a, b| b.cmp(a));
-        let mci = matched[self.quorum() - 1];
+        let mci = self.quorum_value(|v| self.prs.get(&v).map_or(0, |p| p.match_index));
         if mci <= self.log.committed {
             return false;
         }
@@ -1091,12 +1074,24 @@ impl RawNode {
             self.uncommitted_bytes = self.uncommitted_bytes.saturating_sub(size);
         }
         if self.log.term(self.log.committed) == Some(self.term) {
-            let waiting: Vec<(NodeId, u64)> = self.reads.waiting_commit.drain(..).collect();
-            for (from, ctx) in waiting {
+            for (from, ctx) in std::mem::take(&mut self.reads.waiting_commit) {
                 self.leader_read(from, ctx);
             }
         }
         true
+    }
+
+    /// The largest `x` that a quorum of voters has reached, where voter `v`
+    /// has reached `value(v)` (0 without voters).
+    fn quorum_value(&self, value: impl Fn(NodeId) -> u64) -> u64 {
+        let mut vals: Vec<u64> = self.conf.voters.iter().map(|v| value(*v)).collect();
+        if vals.is_empty() {
+            return 0;
+        }
+        // The quorum-th largest.
+        *vals
+            .select_nth_unstable_by(self.quorum() - 1, |a, b| b.cmp(a))
+            .1
     }
 
     /// Sends `to` the entries it needs next, or a snapshot if they are
@@ -1114,11 +1109,7 @@ impl RawNode {
         }
         let prev_index = pr.next_index - 1;
         let prev_term = self.log.term(prev_index);
-        let ents = if pr.next_index > last {
-            Some(Vec::new())
-        } else {
-            self.log.slice(pr.next_index, last, bytes_max)
-        };
+        let ents = self.log.slice(pr.next_index, last, bytes_max);
         let (Some(prev_term), Some(entries)) = (prev_term, ents) else {
             return self.send_snapshot(to);
         };
@@ -1155,13 +1146,21 @@ impl RawNode {
         true
     }
 
-    fn peers(&self) -> Vec<NodeId> {
+    /// The first peer (a member with progress, other than this one) after
+    /// `after` in id order; `NO_NODE` starts. Walking the peers this way
+    /// leaves `self` free to send.
+    fn next_peer(&self, after: NodeId) -> Option<NodeId> {
         let me = self.cfg.id;
-        self.prs.keys().copied().filter(|p| *p != me).collect()
+        self.prs
+            .range((Excluded(after), Unbounded))
+            .map(|(id, _)| *id)
+            .find(|id| *id != me)
     }
 
     fn bcast_append(&mut self) {
-        for p in self.peers() {
+        let mut p = NO_NODE;
+        while let Some(next) = self.next_peer(p) {
+            p = next;
             self.send_append(p, true);
         }
     }
@@ -1184,7 +1183,9 @@ impl RawNode {
             self.reads.round_ticks.pop_front();
         }
         let committed = self.log.committed;
-        for p in self.peers() {
+        let mut p = NO_NODE;
+        while let Some(next) = self.next_peer(p) {
+            p = next;
             let m = self.prs[&p].match_index;
             self.send(
                 p,
@@ -1215,68 +1216,55 @@ impl RawNode {
     }
 
     fn propose_entry(&mut self, kind: EntryKind, data: Vec<u8>) -> Result<(), ProposeError> {
-        let bytes = data.len() as u64;
-        if bytes > ENTRY_DATA_BYTES_MAX {
-            return Err(ProposeError::TooLarge {
-                bytes,
-                max: ENTRY_DATA_BYTES_MAX,
-            });
-        }
-        if self.role != Role::Leader {
-            if self.leader == NO_NODE || self.cfg.disable_proposal_forwarding {
-                return Err(ProposeError::NotLeader {
-                    leader: self.leader(),
-                });
-            }
-            let to = self.leader;
-            self.send_with_term(
-                to,
-                0,
-                MessageBody::Propose {
-                    entries: vec![Entry {
-                        term: 0,
-                        index: 0,
-                        kind,
-                        data,
-                    }],
-                },
-            );
+        // The leader assigns term and index.
+        let entry = Entry {
+            term: 0,
+            index: 0,
+            kind,
+            data,
+        };
+        if self.role == Role::Leader {
+            self.leader_append_proposal(entry)?;
+            self.bcast_append();
+            self.check_invariants();
             return Ok(());
         }
-        self.leader_append_proposal(kind, data)?;
-        self.bcast_append();
-        self.check_invariants();
+        check_entry_size(&entry)?;
+        if self.leader == NO_NODE || self.cfg.disable_proposal_forwarding {
+            return Err(ProposeError::NotLeader {
+                leader: self.leader(),
+            });
+        }
+        let to = self.leader;
+        self.send_with_term(
+            to,
+            0,
+            MessageBody::Propose {
+                entries: vec![entry],
+            },
+        );
         Ok(())
     }
 
-    /// Checks and appends one proposal on the leader (the caller
-    /// broadcasts). Returns the entry's index.
-    fn leader_append_proposal(
-        &mut self,
-        kind: EntryKind,
-        data: Vec<u8>,
-    ) -> Result<u64, ProposeError> {
+    /// Checks and appends one proposal, local or forwarded, on the leader
+    /// (the caller broadcasts).
+    fn leader_append_proposal(&mut self, entry: Entry) -> Result<(), ProposeError> {
         debug_assert_eq!(self.role, Role::Leader);
+        check_entry_size(&entry)?;
         if self.lead_transferee != NO_NODE {
             return Err(ProposeError::TransferInProgress {
                 to: self.lead_transferee,
             });
         }
-        let size = data.len() as u64 + super::types::ENTRY_OVERHEAD_BYTES;
-        if data.len() as u64 > ENTRY_DATA_BYTES_MAX {
-            return Err(ProposeError::TooLarge {
-                bytes: data.len() as u64,
-                max: ENTRY_DATA_BYTES_MAX,
-            });
-        }
         // One entry is always let through an empty tail, however large.
         if self.uncommitted_bytes > 0
-            && self.uncommitted_bytes + size > self.cfg.uncommitted_bytes_max
+            && self.uncommitted_bytes + entry.size_bytes() > self.cfg.uncommitted_bytes_max
         {
             return Err(ProposeError::Overloaded);
         }
-        if kind == EntryKind::ConfChange {
-            let cc = ConfChange::decode(&data)
+        let conf_change = entry.kind == EntryKind::ConfChange;
+        if conf_change {
+            let cc = ConfChange::decode(&entry.data)
                 .map_err(|_| ProposeError::InvalidConfChange("undecodable"))?;
             if self.pending_conf_index > self.log.applied {
                 return Err(ProposeError::ConfChangePending);
@@ -1284,17 +1272,11 @@ impl RawNode {
             cc.check(&self.conf)
                 .map_err(ProposeError::InvalidConfChange)?;
         }
-        self.append_entries(vec![Entry {
-            term: 0,
-            index: 0,
-            kind,
-            data,
-        }]);
-        let index = self.log.last_index();
-        if kind == EntryKind::ConfChange {
-            self.pending_conf_index = index;
+        self.append_entry(entry);
+        if conf_change {
+            self.pending_conf_index = self.log.last_index();
         }
-        Ok(index)
+        Ok(())
     }
 
     // ---------------------------------------------------------------
@@ -1321,11 +1303,10 @@ impl RawNode {
             return new;
         }
         self.conf = new;
+        // A (pre-)candidate's votes were asked under the old configuration;
+        // it lets the election time out and starts over.
         if self.role == Role::Leader {
             self.leader_conf_changed();
-        } else if matches!(self.role, Role::Candidate | Role::PreCandidate) {
-            // The votes were asked under the old configuration; let the
-            // election time out and start over.
         }
         self.check_invariants();
         self.conf.clone()
@@ -1339,17 +1320,15 @@ impl RawNode {
         self.prs
             .retain(|id, _| *id == me || self.conf.contains(*id));
         let mut added = Vec::new();
-        for id in self.conf.members().collect::<Vec<_>>() {
-            let learner = self.conf.is_learner(id);
-            let pr = self.prs.entry(id).or_insert_with(|| {
+        for id in self.conf.members() {
+            self.prs.entry(id).or_insert_with(|| {
                 added.push(id);
-                let mut p = Progress::new(next, max, learner);
+                let mut p = Progress::new(next, max);
                 // New members count as active, or check-quorum could
                 // depose us before they answer once.
                 p.recent_active = true;
                 p
             });
-            pr.is_learner = learner;
         }
         if self.lead_transferee != NO_NODE && !self.conf.is_voter(self.lead_transferee) {
             self.lead_transferee = NO_NODE;
@@ -1453,20 +1432,13 @@ impl RawNode {
     /// The highest heartbeat round a quorum of voters has answered.
     fn confirmed_round(&self) -> u64 {
         let me = self.cfg.id;
-        let mut acked: Vec<u64> = self
-            .conf
-            .voters
-            .iter()
-            .map(|v| {
-                if *v == me {
-                    u64::MAX
-                } else {
-                    self.reads.acks.get(v).copied().unwrap_or(0)
-                }
-            })
-            .collect();
-        acked.sort_unstable_by(|a, b| b.cmp(a));
-        acked[self.quorum() - 1]
+        self.quorum_value(|v| {
+            if v == me {
+                u64::MAX
+            } else {
+                self.reads.acks.get(&v).copied().unwrap_or(0)
+            }
+        })
     }
 
     /// Whether the leader lease holds: a quorum answered a round sent

@@ -23,14 +23,13 @@ pub(crate) struct Progress {
     /// In `Snapshot`: the index of the snapshot sent.
     pub(crate) pending_snapshot: u64,
     pub(crate) recent_active: bool,
-    pub(crate) is_learner: bool,
     /// Last index of each unacknowledged append, oldest first.
     inflights: VecDeque<u64>,
     inflights_max: usize,
 }
 
 impl Progress {
-    pub(crate) fn new(next_index: u64, inflights_max: usize, is_learner: bool) -> Progress {
+    pub(crate) fn new(next_index: u64, inflights_max: usize) -> Progress {
         Progress {
             match_index: 0,
             next_index,
@@ -38,7 +37,6 @@ impl Progress {
             probe_sent: false,
             pending_snapshot: 0,
             recent_active: false,
-            is_learner,
             inflights: VecDeque::new(),
             inflights_max,
         }
@@ -143,12 +141,14 @@ impl Progress {
         self.inflights.pop_front();
     }
 
-    pub(crate) fn view(&self) -> PeerProgress {
+    /// The public view; whether the peer is a learner is the
+    /// configuration's business.
+    pub(crate) fn view(&self, is_learner: bool) -> PeerProgress {
         PeerProgress {
             match_index: self.match_index,
             next_index: self.next_index,
             state: self.state,
-            is_learner: self.is_learner,
+            is_learner,
             recent_active: self.recent_active,
             inflight_msgs: self.inflights.len(),
             pending_snapshot: self.pending_snapshot,
@@ -162,7 +162,7 @@ mod tests {
 
     #[test]
     fn replicate_pipelines_up_to_the_limit() {
-        let mut p = Progress::new(1, 2, false);
+        let mut p = Progress::new(1, 2);
         p.maybe_update(0);
         p.become_replicate();
         p.sent_append(3, 3);
@@ -177,7 +177,7 @@ mod tests {
 
     #[test]
     fn probe_decrements_with_hint_and_ignores_stale() {
-        let mut p = Progress::new(11, 8, false);
+        let mut p = Progress::new(11, 8);
         p.sent_append(0, 10);
         assert!(p.is_paused());
         // Stale: not the probe we sent.
@@ -189,7 +189,7 @@ mod tests {
 
     #[test]
     fn snapshot_resumes_after_it() {
-        let mut p = Progress::new(3, 8, false);
+        let mut p = Progress::new(3, 8);
         p.become_snapshot(20);
         assert!(p.is_paused());
         p.become_probe();
