@@ -314,12 +314,11 @@ fn from_wire(w: WireMessage) -> Result<Message, CodecError> {
 
 /// Encodes `m` as a frame: [`MESSAGE_CODEC_VERSION`] then the rkyv archive.
 pub fn encode(m: &Message) -> Vec<u8> {
-    let archive =
-        rkyv::to_bytes::<rancor::Error>(&to_wire(m)).expect("serializing to memory cannot fail");
-    let mut out = Vec::with_capacity(1 + archive.len());
-    out.push(MESSAGE_CODEC_VERSION);
-    out.extend_from_slice(&archive);
-    out
+    // Serialized straight after the version byte: positions in the archive
+    // are relative, and unaligned archives need no padding, so the bytes
+    // are those of an archive of its own, without a copy.
+    rkyv::api::high::to_bytes_in::<_, rancor::Error>(&to_wire(m), vec![MESSAGE_CODEC_VERSION])
+        .expect("serializing to memory cannot fail")
 }
 
 /// Decodes a frame made by [`encode`]. Safe on any input.
@@ -336,4 +335,45 @@ pub fn decode(frame: &[u8]) -> Result<Message, CodecError> {
     let wire = rkyv::deserialize::<WireMessage, rancor::Error>(archived)
         .map_err(|e| CodecError::Malformed(e.to_string()))?;
     from_wire(wire)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `encode` writes the archive after the version byte; the bytes must be
+    /// those of the same archive written on its own, or the wire format
+    /// would depend on where it starts.
+    #[test]
+    fn frame_is_the_version_byte_then_a_standalone_archive() {
+        let m = Message {
+            group: 3,
+            from: 1,
+            to: 2,
+            term: 5,
+            body: MessageBody::Append {
+                prev_index: 6,
+                prev_term: 4,
+                entries: vec![
+                    Entry {
+                        term: 5,
+                        index: 7,
+                        kind: EntryKind::Normal,
+                        data: b"odd length".to_vec(),
+                    },
+                    Entry {
+                        term: 5,
+                        index: 8,
+                        kind: EntryKind::ConfChange,
+                        data: vec![1; 3],
+                    },
+                ],
+                commit: 6,
+            },
+        };
+        let archive = rkyv::to_bytes::<rancor::Error>(&to_wire(&m)).unwrap();
+        let frame = encode(&m);
+        assert_eq!(frame[0], MESSAGE_CODEC_VERSION);
+        assert_eq!(&frame[1..], &archive[..]);
+    }
 }
