@@ -1,7 +1,7 @@
 //! Elections, pre-vote and check-quorum.
 
 use super::net::{config, Net};
-use crate::raft::{Message, MessageBody, RawNode, Role, Start, NO_NODE};
+use crate::raft::{Message, MessageBody, RawNode, Role, Start};
 
 #[test]
 fn three_members_elect_one_leader_in_term_two() {
@@ -239,5 +239,4 @@ fn followers_with_a_live_leader_ignore_vote_requests() {
         "term not adopted inside the lease"
     );
     assert!(!net.node(f).has_ready() || net.node_mut(f).ready().messages.is_empty());
-    let _ = NO_NODE;
 }

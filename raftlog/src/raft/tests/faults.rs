@@ -1,7 +1,6 @@
 //! Planted faults are caught by the checkers.
 
 use super::net::Net;
-use crate::raft::{NodeId, Role};
 
 /// Member 1 leads and commits X with member 2 while 3 is cut off; then 1
 /// crashes and 3 campaigns. Returns the net.
@@ -11,24 +10,14 @@ fn stale_candidate(fault: bool) -> Net {
         c.pre_vote = false;
         c.faults.skip_log_up_to_date_check = fault;
     });
-    let until_leader = |net: &mut Net, id: NodeId| {
-        for _ in 0..100 {
-            net.node_mut(id).tick();
-            net.settle();
-            if net.node(id).role() == Role::Leader {
-                return true;
-            }
-        }
-        false
-    };
-    assert!(until_leader(&mut net, 1));
+    assert!(net.tick_until_leader(1));
     net.isolate(3);
     net.propose(1, b"X");
     net.ticks(1);
     assert_eq!(net.applied_data(2), vec![b"X".to_vec()], "X committed");
     net.crash(1);
     net.heal();
-    let won = until_leader(&mut net, 3);
+    let won = net.tick_until_leader(3);
     assert_eq!(won, fault, "only the planted bug lets the stale log win");
     net.ticks(2);
     net

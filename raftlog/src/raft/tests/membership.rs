@@ -11,14 +11,6 @@ fn change(net: &mut Net, at: NodeId, kind: ConfChangeKind, node: NodeId) {
     net.ticks(1);
 }
 
-fn others(net: &Net, ex: &[NodeId]) -> Vec<NodeId> {
-    net.members
-        .keys()
-        .copied()
-        .filter(|i| !ex.contains(i))
-        .collect()
-}
-
 #[test]
 fn learner_gets_the_log_but_neither_votes_nor_counts() {
     let mut net = Net::new(3, |_| {});
@@ -43,7 +35,7 @@ fn learner_gets_the_log_but_neither_votes_nor_counts() {
     );
     // Its acknowledgements do not make a quorum: with both other voters
     // down, nothing commits.
-    let vs = others(&net, &[l, 4]);
+    let vs = net.others(&[l, 4]);
     for v in &vs {
         net.crash(*v);
     }
@@ -80,7 +72,7 @@ fn promoted_learner_counts_toward_quorum() {
     }
     // Four voters: quorum 3. With one other voter down it still commits,
     // thanks to 4; with two down it does not.
-    let vs = others(&net, &[l, 4]);
+    let vs = net.others(&[l, 4]);
     net.crash(vs[0]);
     net.propose(l, b"three of four");
     assert_eq!(net.applied_data(4).last().unwrap(), b"three of four");
@@ -96,14 +88,14 @@ fn promoted_learner_counts_toward_quorum() {
 fn removed_follower_is_dropped_from_the_quorum() {
     let mut net = Net::new(3, |_| {});
     let l = net.elect_any();
-    let f = others(&net, &[l])[0];
+    let f = net.others(&[l])[0];
     change(&mut net, l, ConfChangeKind::Remove, f);
     assert!(!net.node(l).conf().contains(f));
     assert!(!net.node(l).status().progress.contains_key(&f));
     // Two voters left: both needed, and enough.
     net.crash(f);
     net.propose(l, b"x");
-    let g = others(&net, &[l, f])[0];
+    let g = net.others(&[l, f])[0];
     assert_eq!(net.applied_data(g).last().unwrap(), b"x");
     net.assert_safe();
 }
@@ -118,7 +110,7 @@ fn removed_leader_steps_down_and_the_rest_elect_a_leader() {
     net.settle();
     assert_eq!(net.node(l).role(), Role::Follower, "stepped down on apply");
     assert!(!net.node(l).conf().contains(l));
-    let rest = others(&net, &[l]);
+    let rest = net.others(&[l]);
     let mut new = None;
     for _ in 0..100 {
         net.tick_all();

@@ -474,6 +474,28 @@ impl Net {
         out
     }
 
+    /// Members other than those in `ex`, in id order.
+    pub fn others(&self, ex: &[NodeId]) -> Vec<NodeId> {
+        self.members
+            .keys()
+            .copied()
+            .filter(|i| !ex.contains(i))
+            .collect()
+    }
+
+    /// Ticks only `id`, settling after each tick, until it leads (at most
+    /// 200 ticks). Returns whether it leads.
+    pub fn tick_until_leader(&mut self, id: NodeId) -> bool {
+        for _ in 0..200 {
+            self.node_mut(id).tick();
+            self.settle();
+            if self.node(id).role() == Role::Leader {
+                return true;
+            }
+        }
+        false
+    }
+
     pub fn leader_of(&self, id: NodeId) -> Option<NodeId> {
         self.node(id).leader()
     }
@@ -500,7 +522,8 @@ impl Net {
         );
     }
 
-    /// All live members hold identical logs from `from` on.
+    /// `a` and `b` end at the same index and agree on every entry both
+    /// still hold.
     pub fn logs_equal(&self, a: NodeId, b: NodeId) -> bool {
         let (na, nb) = (self.node(a), self.node(b));
         let (sa, sb) = (na.status(), nb.status());

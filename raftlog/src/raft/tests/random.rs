@@ -311,9 +311,10 @@ fn random_schedules_with_lease_reads_are_safe_and_live() {
 }
 
 /// The checkers catch planted bugs: with a fault, some seed must end in a
-/// safety violation. (`commit_previous_term_by_count` needs a schedule too
-/// precise for random search; `replication.rs` plays Figure 8 for it.)
-fn fault_is_caught(tweak: impl Fn(&mut Config) + Copy) -> String {
+/// safety violation (the same seeds pass without it).
+/// (`commit_previous_term_by_count` needs a schedule too precise for random
+/// search; `replication.rs` plays Figure 8 for it.)
+fn fault_is_caught(tweak: impl Fn(&mut Config) + Copy) {
     let opts = Opts {
         steps: STEPS,
         membership: false,
@@ -321,7 +322,7 @@ fn fault_is_caught(tweak: impl Fn(&mut Config) + Copy) -> String {
     for seed in 0..300 {
         if let Err(e) = run(seed, opts, tweak) {
             if e.starts_with("safety") {
-                return e;
+                return;
             }
         }
     }
@@ -330,6 +331,5 @@ fn fault_is_caught(tweak: impl Fn(&mut Config) + Copy) -> String {
 
 #[test]
 fn random_schedules_catch_skipped_log_up_to_date_check() {
-    let e = fault_is_caught(|c| c.faults.skip_log_up_to_date_check = true);
-    assert!(e.contains("safety"), "{e}");
+    fault_is_caught(|c| c.faults.skip_log_up_to_date_check = true);
 }

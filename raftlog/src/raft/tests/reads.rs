@@ -3,14 +3,6 @@
 use super::net::Net;
 use crate::raft::{MessageBody, NodeId, ProposeError, ReadState, Role};
 
-fn others(net: &Net, ex: &[NodeId]) -> Vec<NodeId> {
-    net.members
-        .keys()
-        .copied()
-        .filter(|i| !ex.contains(i))
-        .collect()
-}
-
 fn take_reads(net: &mut Net, id: NodeId) -> Vec<ReadState> {
     std::mem::take(&mut net.members.get_mut(&id).unwrap().read_states)
 }
@@ -47,7 +39,7 @@ fn leader_read_waits_for_a_heartbeat_quorum() {
 fn one_answer_is_enough_in_three_and_lost_rounds_are_redone() {
     let mut net = Net::new(3, |_| {});
     let l = net.elect_any();
-    let f = others(&net, &[l]);
+    let f = net.others(&[l]);
     net.cut(l, &[f[0]]);
     // The round to f[1] is lost too: the read waits for the next heartbeat.
     net.set_filter(|m| !matches!(m.body, MessageBody::Heartbeat { .. }));
@@ -64,7 +56,7 @@ fn follower_read_is_forwarded() {
     let mut net = Net::new(3, |_| {});
     let l = net.elect_any();
     net.propose(l, b"w");
-    let f = others(&net, &[l])[0];
+    let f = net.others(&[l])[0];
     net.node_mut(f).read_index(21);
     net.settle();
     let rs = take_reads(&mut net, f);
@@ -80,7 +72,7 @@ fn deposed_leader_cannot_confirm_a_read() {
     net.isolate(old);
     net.node_mut(old).read_index(1);
     net.settle();
-    let rest = others(&net, &[old]);
+    let rest = net.others(&[old]);
     let new = loop {
         net.tick_all();
         if let Some(n) = rest
@@ -143,7 +135,7 @@ fn single_voter_reads_at_once() {
 fn follower_forwards_proposals_to_the_leader() {
     let mut net = Net::new(3, |_| {});
     let l = net.elect_any();
-    let f = others(&net, &[l])[0];
+    let f = net.others(&[l])[0];
     net.propose(f, b"via follower");
     for id in 1..=3 {
         assert_eq!(net.applied_data(id), vec![b"via follower".to_vec()]);
@@ -154,7 +146,7 @@ fn follower_forwards_proposals_to_the_leader() {
 fn without_forwarding_a_follower_names_the_leader() {
     let mut net = Net::new(3, |c| c.disable_proposal_forwarding = true);
     let l = net.elect_any();
-    let f = others(&net, &[l])[0];
+    let f = net.others(&[l])[0];
     assert_eq!(
         net.node_mut(f).propose(b"x".to_vec()),
         Err(ProposeError::NotLeader { leader: Some(l) })
@@ -172,7 +164,7 @@ fn leadership_transfer_to_an_up_to_date_follower() {
     let mut net = Net::new(3, |_| {});
     let l = net.elect_any();
     let term = net.node(l).term();
-    let t = others(&net, &[l])[0];
+    let t = net.others(&[l])[0];
     net.node_mut(l).transfer_leader(t);
     net.settle();
     assert_eq!(net.node(t).role(), Role::Leader);
@@ -187,7 +179,7 @@ fn leadership_transfer_to_an_up_to_date_follower() {
 fn leadership_transfer_catches_the_target_up_first() {
     let mut net = Net::new(3, |_| {});
     let l = net.elect_any();
-    let t = others(&net, &[l])[0];
+    let t = net.others(&[l])[0];
     net.cut(l, &[t]);
     for i in 0..5 {
         net.propose(l, format!("e{i}").as_bytes());
@@ -208,7 +200,7 @@ fn leadership_transfer_catches_the_target_up_first() {
 fn leadership_transfer_to_an_unreachable_member_is_abandoned() {
     let mut net = Net::new(3, |_| {});
     let l = net.elect_any();
-    let t = others(&net, &[l])[0];
+    let t = net.others(&[l])[0];
     net.isolate(t);
     net.node_mut(l).transfer_leader(t);
     assert!(net.node(l).status().lead_transferee == Some(t));
@@ -239,7 +231,8 @@ fn lease_ends_before_the_others_can_elect_a_new_leader() {
                 served_at.push(t);
             }
             if new_leader_at.is_none()
-                && others(&net, &[old])
+                && net
+                    .others(&[old])
                     .iter()
                     .any(|i| net.node(*i).role() == Role::Leader)
             {
@@ -261,7 +254,7 @@ fn leadership_transfer_ends_lease_reads() {
     let mut net = Net::new(3, |c| c.lease_read = true);
     let l = net.elect_any();
     net.ticks(1);
-    let t = others(&net, &[l])[0];
+    let t = net.others(&[l])[0];
     // Keep the transfer from completing so the old leader stays leader.
     net.set_filter(|m| !matches!(m.body, MessageBody::TimeoutNow));
     net.node_mut(l).transfer_leader(t);
@@ -287,8 +280,8 @@ fn restarted_member_keeps_the_lease_promise() {
         c.pre_vote = false;
     });
     let l = net.elect_any();
-    let f = others(&net, &[l])[0];
-    let g = others(&net, &[l, f])[0];
+    let f = net.others(&[l])[0];
+    let g = net.others(&[l, f])[0];
     let term = net.node(l).term();
     net.crash(f);
     net.restart(f);

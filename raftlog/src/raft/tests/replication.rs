@@ -6,10 +6,6 @@ use crate::raft::{
     StartError,
 };
 
-fn other_than(ex: &[NodeId], n: u64) -> Vec<NodeId> {
-    (1..=n).filter(|i| !ex.contains(i)).collect()
-}
-
 #[test]
 fn divergent_follower_log_is_repaired_in_few_round_trips() {
     let mut net = Net::new(3, |_| {});
@@ -23,7 +19,7 @@ fn divergent_follower_log_is_repaired_in_few_round_trips() {
     }
     net.settle();
     // The others elect a new leader and commit their own entries.
-    let rest = other_than(&[old], 3);
+    let rest = net.others(&[old]);
     let new = loop {
         net.tick_all();
         if let Some(l) = rest
@@ -73,14 +69,7 @@ fn figure_8(fault: bool) -> Net {
         c.faults.commit_previous_term_by_count = fault;
     });
     let until_leader = |net: &mut Net, id: NodeId| {
-        for _ in 0..200 {
-            net.node_mut(id).tick();
-            net.settle();
-            if net.node(id).role() == Role::Leader {
-                return;
-            }
-        }
-        panic!("{id} did not become leader");
+        assert!(net.tick_until_leader(id), "{id} did not become leader");
     };
     // (a) S1 leads term 2 and replicates X (index 7) to S2 only.
     until_leader(&mut net, 1);
@@ -165,7 +154,7 @@ fn pipelining_respects_the_inflight_limit_and_byte_batches() {
     });
     let l = net.elect_any();
     net.ticks(2);
-    let f = other_than(&[l], 3)[0];
+    let f = net.others(&[l])[0];
     assert_eq!(
         net.node(l).status().progress[&f].state,
         ProgressState::Replicate
@@ -212,7 +201,7 @@ fn pipelining_respects_the_inflight_limit_and_byte_batches() {
 fn lost_append_is_recovered_through_heartbeats() {
     let mut net = Net::new(3, |_| {});
     let l = net.elect_any();
-    let f = other_than(&[l], 3)[0];
+    let f = net.others(&[l])[0];
     net.cut(l, &[f]);
     net.propose(l, b"a");
     net.heal();
@@ -225,8 +214,8 @@ fn lost_append_is_recovered_through_heartbeats() {
 fn follower_far_behind_catches_up_from_a_snapshot() {
     let mut net = Net::new(3, |_| {});
     let l = net.elect_any();
-    let lag = other_than(&[l], 3)[0];
-    let near = other_than(&[l, lag], 3)[0];
+    let lag = net.others(&[l])[0];
+    let near = net.others(&[l, lag])[0];
     net.crash(lag);
     for i in 0..30 {
         net.propose(l, format!("e{i}").as_bytes());
@@ -263,7 +252,7 @@ fn follower_far_behind_catches_up_from_a_snapshot() {
 fn failed_snapshot_is_retried() {
     let mut net = Net::new(3, |_| {});
     let l = net.elect_any();
-    let lag = other_than(&[l], 3)[0];
+    let lag = net.others(&[l])[0];
     net.crash(lag);
     for i in 0..10 {
         net.propose(l, format!("e{i}").as_bytes());
@@ -338,22 +327,27 @@ fn restart_refuses_inconsistent_state() {
         commit,
     };
     assert!(restart(hs(2, 2), vec![ent(1, 1), ent(2, 2)]).is_ok());
-    assert!(matches!(
-        restart(hs(2, 1), vec![ent(1, 1), ent(3, 2)]),
-        Err(StartError::BadRestart(_))
-    ));
-    assert!(matches!(
-        restart(hs(2, 3), vec![ent(1, 1), ent(2, 2)]),
-        Err(StartError::BadRestart(_))
-    ));
-    assert!(matches!(
-        restart(hs(1, 1), vec![ent(1, 1), ent(2, 2)]),
-        Err(StartError::BadRestart(_))
-    ));
-    assert!(matches!(
-        restart(hs(2, 1), vec![ent(1, 2), ent(2, 1)]),
-        Err(StartError::BadRestart(_))
-    ));
+    // Each case breaks exactly one rule and is refused for it.
+    for (hs, entries, why) in [
+        (
+            hs(2, 1),
+            vec![ent(1, 1), ent(3, 2)],
+            "entries not contiguous",
+        ),
+        (
+            hs(2, 3),
+            vec![ent(1, 1), ent(2, 2)],
+            "commit beyond the last entry",
+        ),
+        (
+            hs(1, 1),
+            vec![ent(1, 1), ent(2, 2)],
+            "term below the last entry's term",
+        ),
+        (hs(2, 1), vec![ent(1, 2), ent(2, 1)], "entry terms decrease"),
+    ] {
+        assert_eq!(restart(hs, entries), Err(StartError::BadRestart(why)));
+    }
     assert!(matches!(
         RawNode::new(config(1), Start::Bootstrap { voters: vec![1, 1] }),
         Err(StartError::BadVoters)
