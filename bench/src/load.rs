@@ -46,19 +46,7 @@ pub const LEASE_TTL_SECS: i64 = 3600;
 
 impl Plan {
     pub fn new(a: &Args) -> Plan {
-        let keys = (0..a.keys)
-            .map(|i| {
-                let mut k = KEY_PREFIX.to_vec();
-                k.extend(
-                    format!(
-                        "{i:0width$}",
-                        width = a.key_size.saturating_sub(KEY_PREFIX.len())
-                    )
-                    .into_bytes(),
-                );
-                k
-            })
-            .collect();
+        let keys = (0..a.keys).map(|i| key(a.key_size, i)).collect();
         let mut rng = SmallRng::seed_from_u64(0x6b76_696b);
         let value = (0..a.val_size)
             .map(|_| rng.random_range(b'a'..=b'z'))
@@ -80,6 +68,15 @@ impl Plan {
     pub fn needs_preload(&self) -> bool {
         matches!(self.workload, Workload::Range | Workload::Mixed)
     }
+}
+
+/// Key number `idx`, `key_size` bytes long: [`KEY_PREFIX`] and the
+/// zero-padded number.
+pub fn key(key_size: usize, idx: u64) -> Vec<u8> {
+    let mut k = KEY_PREFIX.to_vec();
+    let width = key_size.saturating_sub(KEY_PREFIX.len());
+    k.extend(format!("{idx:0width$}").into_bytes());
+    k
 }
 
 /// Opens `conns` HTTP/2 connections (eagerly, so that connection setup is
@@ -143,7 +140,12 @@ impl LoadResult {
 }
 
 fn new_hist() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("valid histogram bounds")
+    latency_hist(MAX_LATENCY_US)
+}
+
+/// A latency histogram in µs from 1 to `max_us`, 3 significant digits.
+pub fn latency_hist(max_us: u64) -> Histogram<u64> {
+    Histogram::new_with_bounds(1, max_us, 3).expect("valid histogram bounds")
 }
 
 /// Writes every key once (for range and mixed), unmeasured.

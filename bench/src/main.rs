@@ -211,12 +211,7 @@ async fn bench(a: Args) -> Result<(), String> {
             let doc = serde_json::json!({
                 "command": command,
                 "commit": info.commit,
-                "machine": {
-                    "nproc": info.nproc,
-                    "cpu_model": info.cpu_model,
-                    "kernel": info.kernel,
-                    "dir_filesystem": info.dir_fs,
-                },
+                "machine": report::machine_json(&info),
                 "workload": a.workload.name(),
                 "server_flags": a.server_flags,
                 "runs": runs,
@@ -318,7 +313,8 @@ async fn run_one(
     let mut server = None;
     let (url, ready_s) = match t {
         Target::Spawn { bin, .. } => {
-            let mut s = Server::start(bin, scratch.join(format!("{name}-r{run}"))).map_err(ctx)?;
+            let dir = scratch.join(format!("{name}-r{run}"));
+            let mut s = Server::start(bin, dir, &a.server_flags).map_err(ctx)?;
             let ready = s.wait_ready().await.map_err(ctx)?;
             let url = s.client_url.clone();
             server = Some(s);
@@ -339,13 +335,11 @@ async fn run_one(
     let fsync = |s: &Server| sys::scrape_counter(&s.metrics_addr, sys::FSYNC_METRIC);
     let fsync_before = server.as_ref().map(fsync);
     let cpu_before = server.as_ref().and_then(|s| sys::cpu_ticks(s.pid()));
-    let self_before = sys::cpu_ticks(std::process::id());
-    let machine_before = sys::machine_busy_ticks();
+    let mark_before = sys::CpuMark::now();
 
     let result = load::run(&channels, plan, run as u64).await.map_err(ctx)?;
 
-    let machine_after = sys::machine_busy_ticks();
-    let self_after = sys::cpu_ticks(std::process::id());
+    let mark_after = sys::CpuMark::now();
     let cpu_after = server.as_ref().and_then(|s| sys::cpu_ticks(s.pid()));
     let fsync_after = server.as_ref().map(fsync);
     drop(channels);
@@ -360,16 +354,12 @@ async fn run_one(
         _ => None,
     };
     fig.server_cpu_us_per_req = per_req(cpu_before, cpu_after);
-    fig.client_cpu_us_per_req = per_req(self_before, self_after);
-    let delta = |b: Option<u64>, a: Option<u64>| Some(a?.saturating_sub(b?));
-    if let (Some(all), Some(me)) = (
-        delta(machine_before, machine_after),
-        delta(self_before, self_after),
-    ) {
-        let srv = delta(cpu_before, cpu_after).unwrap_or(0);
-        let other = all.saturating_sub(me + srv) as f64 / ticks;
-        fig.other_cpu_cores = Some(other / result.elapsed.as_secs_f64().max(1e-9));
-    }
+    fig.client_cpu_us_per_req = per_req(mark_before.me, mark_after.me);
+    let srv = cpu_before
+        .zip(cpu_after)
+        .map_or(0, |(b, a)| a.saturating_sub(b));
+    fig.other_cpu_cores =
+        mark_before.other_cores(&mark_after, srv, ticks, result.elapsed.as_secs_f64());
     match (fsync_before, fsync_after) {
         (Some(Ok(b)), Some(Ok(a))) => {
             let d = a - b;

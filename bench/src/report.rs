@@ -145,7 +145,8 @@ pub fn medians(target: &str, runs: &[&RunFigures]) -> Medians {
     }
 }
 
-fn opt(v: Option<f64>, prec: usize) -> String {
+/// `v` with `prec` decimals, or "n/a".
+pub fn opt(v: Option<f64>, prec: usize) -> String {
     v.map_or_else(|| "n/a".to_string(), |x| format!("{x:.prec$}"))
 }
 
@@ -194,6 +195,16 @@ pub fn table(runs: &[RunFigures], medians: &[Medians]) -> String {
     s
 }
 
+/// The machine facts every JSON document records.
+pub fn machine_json(info: &MachineInfo) -> Value {
+    json!({
+        "nproc": info.nproc,
+        "cpu_model": info.cpu_model,
+        "kernel": info.kernel,
+        "dir_filesystem": info.dir_fs,
+    })
+}
+
 pub fn json_doc(
     command: &str,
     info: &MachineInfo,
@@ -204,12 +215,7 @@ pub fn json_doc(
     json!({
         "command": command,
         "commit": info.commit,
-        "machine": {
-            "nproc": info.nproc,
-            "cpu_model": info.cpu_model,
-            "kernel": info.kernel,
-            "dir_filesystem": info.dir_fs,
-        },
+        "machine": machine_json(info),
         "config": {
             "workload": a.workload.name(),
             "keys": a.keys,

@@ -38,14 +38,9 @@ pub struct Readiness {
 }
 
 impl Server {
-    /// Starts `bin` with etcd's single-member flags on fresh ports and a
-    /// fresh data dir under `dir` (which must not exist yet).
-    pub fn start(bin: &Path, dir: PathBuf) -> Result<Server, String> {
-        Server::start_with(bin, dir, &[])
-    }
-
-    /// [`Server::start`] with `extra` flags after the usual ones.
-    pub fn start_with(bin: &Path, dir: PathBuf, extra: &[String]) -> Result<Server, String> {
+    /// Starts `bin` with etcd's single-member flags, then `extra`, on fresh
+    /// ports and a fresh data dir under `dir` (which must not exist yet).
+    pub fn start(bin: &Path, dir: PathBuf, extra: &[String]) -> Result<Server, String> {
         std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
         let [client, peer, metrics] = free_ports()?;
         let data_dir = dir.join("data");

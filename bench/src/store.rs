@@ -23,8 +23,8 @@ use serde_json::{json, Value};
 use tonic::transport::Channel;
 
 use crate::args::{Args, Side, Workload};
-use crate::load::{self, KEY_PREFIX};
-use crate::report;
+use crate::load::{self, key, KEY_PREFIX};
+use crate::report::{self, opt};
 use crate::server::Server;
 use crate::sys;
 
@@ -34,7 +34,7 @@ const MAX_LATENCY_US: u64 = 600_000_000;
 const STOP_DEADLINE: Duration = Duration::from_secs(120);
 /// Deadline of one Defragment call (etcd's blocks for the whole rewrite).
 const DEFRAG_DEADLINE: Duration = Duration::from_secs(600);
-/// How often the compact-pause run samples the servers' sizes.
+/// How often the compact-pause and big runs sample the server (sizes, memory).
 const SAMPLE_INTERVAL: Duration = Duration::from_millis(500);
 /// kvik's metric for the WAL entries replayed at start.
 const REPLAYED_METRIC: &str = "kvik_wal_entries_replayed";
@@ -78,7 +78,7 @@ pub async fn run(a: &Args, targets: &[Spawn], scratch: &Path) -> Result<Vec<Valu
         for t in order {
             let dir = scratch.join(format!("{}-r{run}", t.side.name()));
             let load_before = sys::load_avg();
-            let mut server = Server::start_with(&t.bin, dir, &a.server_flags)?;
+            let mut server = Server::start(&t.bin, dir, &a.server_flags)?;
             let ctx = |e: String| format!("{} run {run}: {e}", t.side.name());
             server.wait_ready().await.map_err(ctx)?;
             let mut fig = match a.workload {
@@ -89,15 +89,16 @@ pub async fn run(a: &Args, targets: &[Spawn], scratch: &Path) -> Result<Vec<Valu
             }
             .map_err(|e| ctx(format!("{e}\n{}", server.log_tail())))?;
             drop(server);
+            let load_after = sys::load_avg();
             let obj = fig.as_object_mut().expect("an object");
             obj.insert("target".into(), json!(t.side.name()));
             obj.insert("run".into(), json!(run));
             obj.insert("load_avg_1m_before".into(), json!(load_before));
-            obj.insert("load_avg_1m_after".into(), json!(sys::load_avg()));
+            obj.insert("load_avg_1m_after".into(), json!(load_after));
             eprintln!(
                 "  load average (1 min) before {} after {}",
                 opt(load_before, 2),
-                opt(sys::load_avg(), 2)
+                opt(load_after, 2)
             );
             runs.push(fig);
         }
@@ -105,18 +106,6 @@ pub async fn run(a: &Args, targets: &[Spawn], scratch: &Path) -> Result<Vec<Valu
     println!();
     summary(a, &runs);
     Ok(runs)
-}
-
-fn opt(v: Option<f64>, prec: usize) -> String {
-    v.map_or_else(|| "n/a".to_string(), |x| format!("{x:.prec$}"))
-}
-
-/// The key with number `idx`: the workload prefix and the zero-padded number.
-fn key(a: &Args, idx: u64) -> Vec<u8> {
-    let mut k = KEY_PREFIX.to_vec();
-    let width = a.key_size.saturating_sub(KEY_PREFIX.len());
-    k.extend(format!("{idx:0width$}").into_bytes());
-    k
 }
 
 /// The value key `idx` holds at generation `gen`: splitmix64 words of
@@ -135,7 +124,7 @@ pub fn value(idx: u64, gen: u64, len: usize) -> Vec<u8> {
 }
 
 fn new_hist() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("valid histogram bounds")
+    load::latency_hist(MAX_LATENCY_US)
 }
 
 fn ms(us: u64) -> f64 {
@@ -166,11 +155,7 @@ async fn put_all(a: &Args, channels: &[Channel], jobs: Vec<(u64, u64)>) -> Resul
     for i in 0..a.clients {
         let mut kv = KvClient::new(channels[i % channels.len()].clone());
         let (jobs, next) = (Arc::clone(&jobs), Arc::clone(&next));
-        let keys: Arc<dyn Fn(u64) -> Vec<u8> + Send + Sync> = {
-            let a = a.clone();
-            Arc::new(move |idx| key(&a, idx))
-        };
-        let (len, timeout) = (a.val_size, a.timeout);
+        let (key_size, len, timeout) = (a.key_size, a.val_size, a.timeout);
         tasks.push(tokio::spawn(async move {
             let mut hist = new_hist();
             let mut bytes = 0u64;
@@ -179,7 +164,7 @@ async fn put_all(a: &Args, channels: &[Channel], jobs: Vec<(u64, u64)>) -> Resul
                     return Ok::<_, String>((hist, bytes));
                 };
                 let req = PutRequest {
-                    key: keys(idx),
+                    key: key(key_size, idx),
                     value: value(idx, gen, len),
                     ..Default::default()
                 };
@@ -247,7 +232,7 @@ async fn spot_check(
     for &(idx, gen) in samples {
         let r = kv
             .range(RangeRequest {
-                key: key(a, idx),
+                key: key(a.key_size, idx),
                 revision: rev,
                 ..Default::default()
             })
@@ -332,27 +317,20 @@ async fn restart_timed(a: &Args, side: Side, s: &mut Server) -> Result<Value, St
             return Err(format!("could not evict from the page cache: {failed:?}"));
         }
     }
-    let busy_before = sys::machine_busy_ticks();
-    let self_before = sys::cpu_ticks(std::process::id());
+    let ticks = sys::clock_ticks();
+    let mark = sys::CpuMark::now();
     let spawned = Instant::now();
     s.respawn()?;
     let ready = s.wait_ready_from(spawned).await?;
     let elapsed = spawned.elapsed().as_secs_f64();
+    // The server started at the spawn: all its CPU time is in the span.
     let server_ticks = sys::cpu_ticks(s.pid());
-    let other = match (
-        busy_before,
-        sys::machine_busy_ticks(),
-        self_before,
-        sys::cpu_ticks(std::process::id()),
-    ) {
-        (Some(b0), Some(b1), Some(s0), Some(s1)) => {
-            let other = b1.saturating_sub(b0) as i64
-                - s1.saturating_sub(s0) as i64
-                - server_ticks.unwrap_or(0) as i64;
-            Some(other.max(0) as f64 / sys::clock_ticks() / elapsed.max(1e-9))
-        }
-        _ => None,
-    };
+    let other = mark.other_cores(
+        &sys::CpuMark::now(),
+        server_ticks.unwrap_or(0),
+        ticks,
+        elapsed,
+    );
     let replayed = match side {
         Side::Kvik => scrape(s, REPLAYED_METRIC),
         Side::Etcd => None,
@@ -361,7 +339,7 @@ async fn restart_timed(a: &Args, side: Side, s: &mut Server) -> Result<Value, St
     Ok(json!({
         "status_s": ready.status.as_secs_f64(),
         "ready_s": ready.range.as_secs_f64(),
-        "server_cpu_s": server_ticks.map(|t| t as f64 / sys::clock_ticks()),
+        "server_cpu_s": server_ticks.map(|t| t as f64 / ticks),
         "other_cpu_cores": other,
         "wal_entries_replayed": replayed,
         "rss_bytes": mem.rss,
@@ -502,7 +480,7 @@ async fn compact_pause(a: &Args, side: Side, s: &mut Server) -> Result<Value, St
                 let mut kv = KvClient::new(channels[n as usize % channels.len()].clone());
                 let idx = n % a.keys;
                 let req = PutRequest {
-                    key: key(&a, idx),
+                    key: key(a.key_size, idx),
                     value: value(idx, 1 + n / a.keys, a.val_size),
                     ..Default::default()
                 };
@@ -779,7 +757,7 @@ async fn big(a: &Args, s: &mut Server) -> Result<Value, String> {
                     let mut p = peak.lock().expect("not poisoned");
                     *p = p.max(m);
                 }
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                tokio::time::sleep(SAMPLE_INTERVAL).await;
             }
         })
     };
@@ -927,7 +905,6 @@ async fn big(a: &Args, s: &mut Server) -> Result<Value, String> {
 /// Prints the medians of the runs per target.
 fn summary(a: &Args, runs: &[Value]) {
     let mut targets: Vec<&str> = runs.iter().filter_map(|r| r["target"].as_str()).collect();
-    targets.dedup();
     targets.sort();
     targets.dedup();
     let med = |t: &str, f: &dyn Fn(&Value) -> Option<f64>| {

@@ -106,6 +106,41 @@ pub fn machine_busy_ticks() -> Option<u64> {
     Some(f.iter().take(8).sum::<u64>() - f.get(3)? - f.get(4)?)
 }
 
+/// This process's CPU time and the whole machine's busy time at one
+/// moment, in clock ticks: two marks tell how much CPU other processes used
+/// between them.
+#[derive(Clone, Copy, Debug)]
+pub struct CpuMark {
+    pub machine: Option<u64>,
+    /// utime + stime of this process (the load generator).
+    pub me: Option<u64>,
+}
+
+impl CpuMark {
+    pub fn now() -> CpuMark {
+        CpuMark {
+            machine: machine_busy_ticks(),
+            me: cpu_ticks(std::process::id()),
+        }
+    }
+
+    /// Cores used between `self` and `later` by every process other than
+    /// this one and the server, which used `server_ticks` in that span, over
+    /// `seconds` of wall time. `ticks` is [`clock_ticks`].
+    pub fn other_cores(
+        &self,
+        later: &CpuMark,
+        server_ticks: u64,
+        ticks: f64,
+        seconds: f64,
+    ) -> Option<f64> {
+        let all = later.machine?.saturating_sub(self.machine?);
+        let me = later.me?.saturating_sub(self.me?);
+        let other = all.saturating_sub(me + server_ticks) as f64 / ticks;
+        Some(other / seconds.max(1e-9))
+    }
+}
+
 /// Reads one counter from `http://addr/metrics`. `Err` says why it is not there.
 pub fn scrape_counter(addr: &str, metric: &str) -> Result<f64, String> {
     let body = http_get(addr, "/metrics")?;
