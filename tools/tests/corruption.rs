@@ -16,6 +16,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use common::store::offsets_named;
 use common::{Kind, Raw, Server};
 use net::pb::etcdserverpb as pb;
 
@@ -158,72 +159,10 @@ fn assert_keys(server: &Server, n: usize, upto: usize) {
     });
 }
 
-/// Runs kvik on `dir` with the usual arguments; it must exit on its own
-/// (a refusal). A kvik that is still running at the deadline is killed and
-/// the test fails.
-fn run_expecting_exit(dir: &Path) -> (i32, String) {
-    run_expecting_exit_with(dir, &[])
-}
-
-/// [`run_expecting_exit`] with `extra` arguments after the usual ones.
-fn run_expecting_exit_with(dir: &Path, extra: &[&str]) -> (i32, String) {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let d = dir.to_path_buf();
-    let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-    std::thread::spawn(move || {
-        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-        let _ = tx.send(Server::run_to_exit(Kind::Kvik, &d, &extra));
-    });
-    match rx.recv_timeout(REFUSAL_DEADLINE) {
-        Ok(r) => r,
-        Err(_) => {
-            kill_our_children_on(dir);
-            let log = rx
-                .recv_timeout(Duration::from_secs(10))
-                .map(|(_, out)| out)
-                .unwrap_or_default();
-            panic!("kvik did not exit within {REFUSAL_DEADLINE:?}: it started instead of refusing {}:\n{log}", dir.display());
-        }
-    }
-}
-
-/// SIGKILLs this process's own children whose command line names `dir`.
-fn kill_our_children_on(dir: &Path) {
-    let me = std::process::id();
-    let needle = dir.display().to_string();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // The parent pid is the second field after the parenthesised name.
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-            continue;
-        };
-        let ppid: u32 = rest
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if ppid == me && String::from_utf8_lossy(&cmdline).contains(&needle) {
-            // SAFETY: kill(2) on a child this test started.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-    }
-}
-
-/// All offsets printed after the word "offset" in `text`.
-fn offsets_named(text: &str) -> Vec<u64> {
-    text.match_indices("offset")
-        .filter_map(|(i, w)| {
-            let rest = text[i + w.len()..].trim_start_matches([' ', '=', ':']);
-            let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
-            digits.parse().ok()
-        })
-        .collect()
+/// Runs kvik on `dir` with the usual arguments plus `extra`; it must exit
+/// on its own (a refusal) within [`REFUSAL_DEADLINE`].
+fn run_expecting_exit(dir: &Path, extra: &[&str]) -> (i32, String) {
+    Server::run_expecting_exit(dir, extra, REFUSAL_DEADLINE)
 }
 
 /// Every file under `dir` with its length, for "left untouched" checks.
@@ -287,7 +226,7 @@ fn flipped_bit_in_an_early_record_refuses_start() {
         let mut damaged = original.clone();
         damaged[byte] ^= 0x08;
         std::fs::write(&seg, &damaged).unwrap();
-        let (code, out) = run_expecting_exit(&dir);
+        let (code, out) = run_expecting_exit(&dir, &[]);
         assert_ne!(
             code, 0,
             "{what}: kvik started on a WAL with a flipped bit in entry {} at offset {}:\n{out}",
@@ -449,7 +388,7 @@ fn torn_last_record_is_truncated_and_earlier_writes_served() {
 fn second_kvik_on_the_same_data_dir_refuses() {
     let server = Server::start(Kind::Kvik);
     put_keys(&server, 3);
-    let (code, out) = run_expecting_exit(&server.data_dir);
+    let (code, out) = run_expecting_exit(&server.data_dir, &[]);
     assert_ne!(
         code, 0,
         "a second kvik started on a data dir in use:\n{out}"
@@ -484,7 +423,7 @@ fn second_kvik_on_a_client_url_in_use_refuses() {
     put_keys(&first, 3);
     let url = first.endpoint();
     let other = common::temp_dir("corrupt-port");
-    let (code, out) = run_expecting_exit_with(
+    let (code, out) = run_expecting_exit(
         &other,
         &[
             "--listen-client-urls",
@@ -524,7 +463,7 @@ fn data_dir_with_etcd_files_refuses() {
             .unwrap();
         }
         let before = listing(&data);
-        let (code, out) = run_expecting_exit(&dir);
+        let (code, out) = run_expecting_exit(&dir, &[]);
         assert_ne!(
             code, 0,
             "{what}: kvik started on a data dir holding etcd's files:\n{out}"
@@ -568,7 +507,7 @@ fn data_dir_written_by_etcd_refuses() {
         "etcd wrote member/wal"
     );
     let before = listing(&data);
-    let (code, out) = run_expecting_exit(&etcd.data_dir);
+    let (code, out) = run_expecting_exit(&etcd.data_dir, &[]);
     assert_ne!(code, 0, "kvik started on etcd's data dir:\n{out}");
     assert!(
         out.contains("etcd"),

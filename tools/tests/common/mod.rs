@@ -206,11 +206,17 @@ impl Server {
         }
     }
 
-    /// Runs the binary to completion with the usual arguments plus `extra`,
-    /// for start-up refusals.
-    pub fn run_to_exit(kind: Kind, data_dir: &Path, extra: &[&str]) -> (i32, String) {
+    /// Runs kvik on `data_dir` with the usual arguments plus `extra`; it
+    /// must exit by itself within `deadline` (a start-up refusal). Returns
+    /// the exit code and everything it printed. A kvik still running at the
+    /// deadline is killed and the test fails.
+    pub fn run_expecting_exit(
+        data_dir: &Path,
+        extra: &[&str],
+        deadline: Duration,
+    ) -> (i32, String) {
         let s = Server {
-            kind,
+            kind: Kind::Kvik,
             child: None,
             data_dir: data_dir.to_path_buf(),
             client_port: free_port(),
@@ -218,17 +224,35 @@ impl Server {
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
             owns_dir: false,
         };
-        let bin = match kind {
-            Kind::Kvik => kvik_bin(),
-            Kind::Etcd => etcd_bin(),
+        let out_path = data_dir.join(format!("refusal-{:016x}.log", rand::random::<u64>()));
+        let out = std::fs::File::create(&out_path).unwrap();
+        let mut child = Command::new(kvik_bin())
+            .args(s.args())
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("start kvik");
+        let until = Instant::now() + deadline;
+        let status = loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                break st;
+            }
+            if Instant::now() >= until {
+                // SAFETY: plain kill(2) on our own child.
+                unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+                let _ = child.wait();
+                let text = std::fs::read_to_string(&out_path).unwrap_or_default();
+                panic!(
+                    "kvik did not exit within {deadline:?}: it started instead of refusing {}:\n{text}",
+                    data_dir.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
         };
-        let out = Command::new(bin).args(s.args()).output().unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.code().unwrap_or(-1), text)
+        let text = std::fs::read_to_string(&out_path).unwrap_or_default();
+        let _ = std::fs::remove_file(&out_path);
+        (status.code().unwrap_or(-1), text)
     }
 }
 

@@ -1,15 +1,14 @@
 //! Helpers for tests of kvik's revision store: `/metrics` scrapes, the
-//! files of the store and WAL directories, the manifest slots, and
-//! start-up refusals.
+//! files of the store and WAL directories, the manifest slots, and the
+//! offsets a refusal names.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use engine::segment::{parse_segment_name, Manifest, MANIFEST_SLOTS};
 
-use super::{free_port, kvik_bin, Kind, Server};
+use super::free_port;
 
 /// A `--listen-metrics-urls` on a free port: (flag value, address).
 pub fn metrics_listener() -> (String, String) {
@@ -177,51 +176,6 @@ pub fn offsets_named(text: &str) -> Vec<u64> {
             digits.parse().ok()
         })
         .collect()
-}
-
-/// Runs kvik on a test server's directory with the usual arguments plus
-/// `extra`; it must exit by itself within `deadline` (a start-up refusal).
-/// Returns the exit code and everything it printed. A kvik still running at
-/// the deadline is killed and the test fails.
-pub fn run_expecting_exit(server_dir: &Path, extra: &[&str], deadline: Duration) -> (i32, String) {
-    let s = Server {
-        kind: Kind::Kvik,
-        child: None,
-        data_dir: server_dir.to_path_buf(),
-        client_port: free_port(),
-        peer_port: free_port(),
-        extra_args: extra.iter().map(|s| s.to_string()).collect(),
-        owns_dir: false,
-    };
-    let out_path = server_dir.join(format!("refusal-{:016x}.log", rand::random::<u64>()));
-    let out = std::fs::File::create(&out_path).unwrap();
-    let mut child = Command::new(kvik_bin())
-        .args(s.args())
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .expect("start kvik");
-    let until = Instant::now() + deadline;
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if Instant::now() >= until {
-            // SAFETY: plain kill(2) on our own child.
-            unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
-            let _ = child.wait();
-            let text = std::fs::read_to_string(&out_path).unwrap_or_default();
-            panic!(
-                "kvik did not exit within {deadline:?}: it started instead of refusing {}:\n{text}",
-                server_dir.display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let text = std::fs::read_to_string(&out_path).unwrap_or_default();
-    let _ = std::fs::remove_file(&out_path);
-    (status.code().unwrap_or(-1), text)
 }
 
 /// Copies the regular files of `from` into `to` (created), one level deep
