@@ -1,7 +1,8 @@
 // kvik-sim: runs the deterministic cluster simulator over a range of seeds.
 //
-//   kvik-sim --seeds N --start S [--nodes 3|5] [--chaos-steps N]
+//   kvik-sim --seeds N --start S [--nodes 3|4|5] [--chaos-steps N]
 //            [--planted NAME] [--core raft|reference] [--trace] [--quiet]
+//            [--keep-going]
 //
 // Each seed is one simulated run (see `tools::sim`). The first failure
 // stops the run and prints its seed, the violation, and the command that
@@ -13,7 +14,7 @@ use std::time::Instant;
 
 use tools::sim::{self, Options, Planted};
 
-const USAGE: &str = "usage: kvik-sim [--seeds N] [--start S] [--nodes 3|5] [--chaos-steps N] \
+const USAGE: &str = "usage: kvik-sim [--seeds N] [--start S] [--nodes 3|4|5] [--chaos-steps N] \
 [--planted none|skip-log-up-to-date-check|commit-previous-term-by-count|broken-apply|lying-fsync|volatile-vote|stale-reads|ack-on-propose] \
 [--core raft|reference] [--trace] [--quiet] [--keep-going]";
 

@@ -12,9 +12,9 @@
 //!   command may still commit later), which the linearizability checker
 //!   treats as possibly taking effect at any time after its call, or never.
 //!
-//! Retries are new operations with new ids; the state machine has no
-//! request deduplication, so a retried write can apply twice, which the
-//! unique values make harmless to the model.
+//! A client never retries: after a failure or a timeout it moves on to a
+//! new random operation with a new id (and, for a write, a new value), so
+//! the state machine needs no request deduplication.
 
 use super::linearizability::{KvInput, KvOperation, KvOutput, Operation};
 use super::network::CLIENT_BASE;
@@ -51,7 +51,8 @@ pub enum Reply {
         /// A node that may lead.
         hint: u64,
     },
-    /// The node refused the operation without proposing it.
+    /// The node refused the operation: it did not propose it, or applying
+    /// it failed (as a compaction at or below the last one does).
     Refused(String),
 }
 

@@ -2,12 +2,13 @@
 //!
 //! The simulator drives a sans-IO Raft core through [`Consensus`], a thin
 //! interface over the `RawNode` shape (tick, step, propose, ready, advance).
-//! [`raftlog::raft`] is the core under test; `product.rs` adapts it. Only
-//! that adapter names the core's own types.
+//! [`raftlog::raft`] is the core under test; `product.rs` adapts it. Entries
+//! and hard states are `raftlog::raft`'s own plain types, which any core can
+//! produce; only the adapter names the rest of that core's API.
 
 use std::fmt;
 
-use super::hardstate::Stored;
+use raftlog::raft::{Entry, HardState};
 
 /// Parameters of one node's core.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,33 +35,20 @@ pub struct CoreParams {
     pub commit_previous_term_by_count: bool,
 }
 
-/// One log entry as the simulator sees it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CoreEntry {
-    /// Raft term.
-    pub term: u64,
-    /// Raft index.
-    pub index: u64,
-    /// A configuration change rather than a command.
-    pub conf_change: bool,
-    /// Payload.
-    pub data: Vec<u8>,
-}
-
 /// What a core asks its node to do, in order: persist `entries` and
 /// `hard_state`, then send `messages`, apply `committed`, and answer
 /// `read_states` once applied that far.
 #[derive(Debug)]
 pub struct CoreReady<M> {
     /// New hard state to persist, if it changed.
-    pub hard_state: Option<Stored>,
+    pub hard_state: Option<HardState>,
     /// Entries to append (may overwrite a suffix of the log).
-    pub entries: Vec<CoreEntry>,
+    pub entries: Vec<Entry>,
     /// Snapshots to install: the simulator never compacts, so any is
     /// unexpected and reported as a violation.
     pub snapshots: usize,
     /// Committed entries to apply, in order.
-    pub committed: Vec<CoreEntry>,
+    pub committed: Vec<Entry>,
     /// Messages to send after persisting.
     pub messages: Vec<M>,
     /// Confirmed read requests: (read index, request context).
@@ -92,8 +80,8 @@ pub trait Consensus: Sized {
     fn restart(
         id: u64,
         voters: &[u64],
-        hard_state: Stored,
-        entries: Vec<CoreEntry>,
+        hard_state: HardState,
+        entries: Vec<Entry>,
         params: &CoreParams,
     ) -> Self;
 
@@ -110,9 +98,6 @@ pub trait Consensus: Sized {
 
     /// Destination node of a message.
     fn msg_to(msg: &Self::Msg) -> u64;
-
-    /// Sender of a message.
-    fn msg_from(msg: &Self::Msg) -> u64;
 
     /// Whether delivering the message twice is harmless. Raft's own
     /// messages are; a proposal forwarded to the leader is not (the leader

@@ -19,8 +19,11 @@
 //!   40..48  FNV-1a 64 of bytes 0..40
 //! ```
 
+use raftlog::raft::HardState;
 use raftlog::sim::SimDisk;
 use raftlog::{Storage, StorageFile};
+
+use super::checker::payload_hash as fnv1a;
 
 /// Name of the hard state file.
 pub const FILE_NAME: &str = "hardstate";
@@ -28,27 +31,7 @@ pub const FILE_NAME: &str = "hardstate";
 const MAGIC: &[u8; 8] = b"KVIKHS01";
 const SLOT_BYTES: usize = 48;
 
-/// Term, vote and commit, as stored.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Stored {
-    /// Current term.
-    pub term: u64,
-    /// Vote in `term` (0: none).
-    pub vote: u64,
-    /// Highest index known committed.
-    pub commit: u64,
-}
-
-fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
-
-fn encode(seq: u64, hs: Stored) -> Vec<u8> {
+fn encode(seq: u64, hs: HardState) -> Vec<u8> {
     let mut b = Vec::with_capacity(SLOT_BYTES);
     b.extend_from_slice(MAGIC);
     for v in [seq, hs.term, hs.vote, hs.commit] {
@@ -59,7 +42,7 @@ fn encode(seq: u64, hs: Stored) -> Vec<u8> {
     b
 }
 
-fn decode(b: &[u8]) -> Option<(u64, Stored)> {
+fn decode(b: &[u8]) -> Option<(u64, HardState)> {
     if b.len() < SLOT_BYTES || &b[..8] != MAGIC {
         return None;
     }
@@ -69,7 +52,7 @@ fn decode(b: &[u8]) -> Option<(u64, Stored)> {
     }
     Some((
         u(8),
-        Stored {
+        HardState {
             term: u(16),
             vote: u(24),
             commit: u(32),
@@ -81,14 +64,14 @@ fn decode(b: &[u8]) -> Option<(u64, Stored)> {
 pub struct HardStateFile {
     file: <SimDisk as Storage>::File,
     seq: u64,
-    last: Stored,
+    last: HardState,
 }
 
 impl HardStateFile {
     /// Opens the file, creating it durably when absent, and returns the
     /// stored state (all zero for a new file). Any I/O error is returned as
     /// text: the node treats it like a crash.
-    pub async fn open(disk: &SimDisk) -> Result<(HardStateFile, Stored), String> {
+    pub async fn open(disk: &SimDisk) -> Result<(HardStateFile, HardState), String> {
         let names = disk.list().await.map_err(|e| format!("list: {e}"))?;
         if !names.iter().any(|n| n == FILE_NAME) {
             let mut file = disk
@@ -101,7 +84,7 @@ impl HardStateFile {
             disk.sync_dir()
                 .await
                 .map_err(|e| format!("sync_dir: {e}"))?;
-            let hs = Stored::default();
+            let hs = HardState::default();
             return Ok((
                 HardStateFile {
                     file,
@@ -122,7 +105,7 @@ impl HardStateFile {
             .iter()
             .filter_map(|&off| bytes.get(off..).and_then(decode))
             .max_by_key(|(seq, _)| *seq);
-        let (seq, hs) = best.unwrap_or((0, Stored::default()));
+        let (seq, hs) = best.unwrap_or((0, HardState::default()));
         Ok((
             HardStateFile {
                 file,
@@ -135,7 +118,7 @@ impl HardStateFile {
 
     /// Durably replaces the stored state (one write and one sync). Does
     /// nothing when `hs` is what is stored already.
-    pub async fn save(&mut self, hs: Stored) -> Result<(), String> {
+    pub async fn save(&mut self, hs: HardState) -> Result<(), String> {
         if hs == self.last {
             return Ok(());
         }
@@ -162,8 +145,8 @@ mod tests {
     use super::*;
     use raftlog::sim::block_on;
 
-    fn hs(term: u64) -> Stored {
-        Stored {
+    fn hs(term: u64) -> HardState {
+        HardState {
             term,
             vote: term % 3,
             commit: term * 2,
@@ -174,7 +157,7 @@ mod tests {
     fn survives_restart_and_crashes() {
         let disk = SimDisk::new();
         let (mut f, got) = block_on(HardStateFile::open(&disk)).unwrap();
-        assert_eq!(got, Stored::default());
+        assert_eq!(got, HardState::default());
         for t in 1..=5 {
             block_on(f.save(hs(t))).unwrap();
         }

@@ -285,8 +285,6 @@ pub struct KvReport {
     pub violations: Vec<u32>,
     /// Keys whose search ran out of budget.
     pub gave_up: Vec<u32>,
-    /// Operations checked.
-    pub ops: usize,
 }
 
 impl KvReport {
@@ -306,7 +304,6 @@ pub fn check_kv(history: &[(u32, KvOperation)], budget: u64) -> KvReport {
     let mut report = KvReport {
         violations: Vec::new(),
         gave_up: Vec::new(),
-        ops: history.len(),
     };
     for (key, ops) in &by_key {
         match check(&KvModel, ops, budget) {

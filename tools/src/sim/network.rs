@@ -54,21 +54,6 @@ impl NetConfig {
     }
 }
 
-/// Counters for reports.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct NetStats {
-    /// Messages handed to [`Network::send`].
-    pub sent: u64,
-    /// Messages delivered (duplicates included).
-    pub delivered: u64,
-    /// Messages lost to random loss.
-    pub dropped: u64,
-    /// Messages lost to a partition.
-    pub cut: u64,
-    /// Extra copies made.
-    pub duplicated: u64,
-}
-
 /// The network, generic over the message type.
 pub struct Network<M> {
     /// (delivery step, tie-breaker) -> (from, to, message).
@@ -77,8 +62,8 @@ pub struct Network<M> {
     blocked: BTreeSet<(u64, u64)>,
     /// Current fault settings.
     pub config: NetConfig,
-    /// Counters.
-    pub stats: NetStats,
+    /// Messages handed to [`Network::send`].
+    pub sent: u64,
     rng: Rng,
 }
 
@@ -93,7 +78,7 @@ impl<M: Clone> Network<M> {
             in_flight: BTreeMap::new(),
             blocked: BTreeSet::new(),
             config,
-            stats: NetStats::default(),
+            sent: 0,
             rng,
         }
     }
@@ -116,13 +101,11 @@ impl<M: Clone> Network<M> {
     /// Sends `msg` at step `now`. Only a message that may be delivered
     /// twice (`may_duplicate`) is ever duplicated.
     pub fn send(&mut self, now: u64, from: u64, to: u64, msg: M, may_duplicate: bool) {
-        self.stats.sent += 1;
+        self.sent += 1;
         if !self.connected(from, to) {
-            self.stats.cut += 1;
             return;
         }
         if self.config.drop_per_mille > 0 && self.rng.per_mille(self.config.drop_per_mille) {
-            self.stats.dropped += 1;
             return;
         }
         if may_duplicate
@@ -131,7 +114,6 @@ impl<M: Clone> Network<M> {
             && self.config.dup_per_mille > 0
             && self.rng.per_mille(self.config.dup_per_mille)
         {
-            self.stats.duplicated += 1;
             let at = now + self.delay();
             let tie = self.rng.next_u64();
             self.in_flight.insert((at, tie), (from, to, msg.clone()));
@@ -151,18 +133,10 @@ impl<M: Clone> Network<M> {
             }
             let (from, to, msg) = entry.remove();
             if self.connected(from, to) {
-                self.stats.delivered += 1;
                 out.push((from, to, msg));
-            } else {
-                self.stats.cut += 1;
             }
         }
         out
-    }
-
-    /// Messages in flight.
-    pub fn in_flight(&self) -> usize {
-        self.in_flight.len()
     }
 
     /// Cuts the node links between the groups of `groups` (both ways);

@@ -1,12 +1,11 @@
 //! [`Consensus`] for kvik's Raft core, [`raftlog::raft::RawNode`].
 
 use raftlog::raft::{
-    ConfChange, ConfState, Config, Entry, EntryKind, Faults, HardState, Message, MessageBody,
-    RawNode, Role, Start,
+    ConfChange, ConfState, Config, Entry, Faults, HardState, Message, MessageBody, RawNode, Role,
+    Start,
 };
 
-use super::core::{Consensus, CoreEntry, CoreParams, CoreReady, CoreStatus};
-use super::hardstate::Stored;
+use super::core::{Consensus, CoreParams, CoreReady, CoreStatus};
 
 /// The Raft group id the simulated cluster uses.
 const GROUP: u64 = 1;
@@ -32,28 +31,6 @@ fn config(id: u64, params: &CoreParams) -> Config {
     cfg
 }
 
-fn to_core(e: Entry) -> CoreEntry {
-    CoreEntry {
-        term: e.term,
-        index: e.index,
-        conf_change: e.kind == EntryKind::ConfChange,
-        data: e.data,
-    }
-}
-
-fn from_core(e: CoreEntry) -> Entry {
-    Entry {
-        term: e.term,
-        index: e.index,
-        kind: if e.conf_change {
-            EntryKind::ConfChange
-        } else {
-            EntryKind::Normal
-        },
-        data: e.data,
-    }
-}
-
 impl Consensus for Product {
     type Msg = Message;
 
@@ -70,22 +47,18 @@ impl Consensus for Product {
     fn restart(
         id: u64,
         _voters: &[u64],
-        hs: Stored,
-        entries: Vec<CoreEntry>,
+        hard_state: HardState,
+        entries: Vec<Entry>,
         params: &CoreParams,
     ) -> Product {
         // The state machine starts empty (applied 0), so the configuration
         // as of the applied index is the empty one: the founding members'
         // `AddVoter` entries are applied again from the log.
         let start = Start::Restart {
-            hard_state: HardState {
-                term: hs.term,
-                vote: hs.vote,
-                commit: hs.commit,
-            },
+            hard_state,
             conf: ConfState::default(),
             snapshot: None,
-            entries: entries.into_iter().map(from_core).collect(),
+            entries,
         };
         let raw = RawNode::new(config(id, params), start).expect("restart");
         Product { raw }
@@ -101,10 +74,6 @@ impl Consensus for Product {
 
     fn msg_to(msg: &Message) -> u64 {
         msg.to
-    }
-
-    fn msg_from(msg: &Message) -> u64 {
-        msg.from
     }
 
     fn msg_idempotent(msg: &Message) -> bool {
@@ -139,14 +108,10 @@ impl Consensus for Product {
         }
         let rd = self.raw.ready();
         Some(CoreReady {
-            hard_state: rd.hard_state.map(|h| Stored {
-                term: h.term,
-                vote: h.vote,
-                commit: h.commit,
-            }),
-            entries: rd.entries.into_iter().map(to_core).collect(),
+            hard_state: rd.hard_state,
+            entries: rd.entries,
             snapshots: usize::from(rd.snapshot.is_some()),
-            committed: rd.committed.into_iter().map(to_core).collect(),
+            committed: rd.committed,
             messages: rd.messages,
             read_states: rd.read_states.iter().map(|r| (r.index, r.ctx)).collect(),
         })

@@ -11,8 +11,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::core::{Consensus, CoreEntry, CoreParams, CoreReady, CoreStatus};
-use super::hardstate::Stored;
+use raftlog::raft::{Entry, HardState};
+
+use super::core::{Consensus, CoreParams, CoreReady, CoreStatus};
 use super::rng::Rng;
 
 /// A message of the reference core.
@@ -36,7 +37,7 @@ enum Body {
     Append {
         prev_index: u64,
         prev_term: u64,
-        entries: Vec<CoreEntry>,
+        entries: Vec<Entry>,
         commit: u64,
     },
     AppendResp {
@@ -78,13 +79,13 @@ pub struct Reference {
     term: u64,
     vote: u64,
     leader: u64,
-    log: Vec<CoreEntry>,
+    log: Vec<Entry>,
     commit: u64,
     /// Last index handed out for applying.
     handed: u64,
     /// First index not yet handed out for persisting.
     unstable: u64,
-    persisted: Stored,
+    persisted: HardState,
     elapsed: u64,
     timeout: u64,
     heartbeat_elapsed: u64,
@@ -96,7 +97,7 @@ pub struct Reference {
     read_round: u64,
     read_states: Vec<(u64, u64)>,
     /// What the outstanding ready covers: (hard state, last entry, handed).
-    in_ready: Option<(Stored, u64, u64)>,
+    in_ready: Option<(HardState, u64, u64)>,
 }
 
 impl Reference {
@@ -114,7 +115,7 @@ impl Reference {
             commit: 0,
             handed: 0,
             unstable: 1,
-            persisted: Stored::default(),
+            persisted: HardState::default(),
             elapsed: 0,
             timeout: 0,
             heartbeat_elapsed: 0,
@@ -209,11 +210,11 @@ impl Reference {
     }
 
     fn append_local(&mut self, data: Vec<u8>) {
-        let e = CoreEntry {
+        let e = Entry {
             term: self.term,
             index: self.last_index() + 1,
-            conf_change: false,
             data,
+            ..Entry::default()
         };
         self.log.push(e);
         self.maybe_commit();
@@ -413,8 +414,8 @@ impl Consensus for Reference {
     fn restart(
         id: u64,
         voters: &[u64],
-        hs: Stored,
-        entries: Vec<CoreEntry>,
+        hs: HardState,
+        entries: Vec<Entry>,
         params: &CoreParams,
     ) -> Reference {
         let mut r = Reference::new(id, voters, params);
@@ -464,10 +465,6 @@ impl Consensus for Reference {
         msg.to
     }
 
-    fn msg_from(msg: &RefMsg) -> u64 {
-        msg.from
-    }
-
     fn msg_idempotent(_msg: &RefMsg) -> bool {
         true
     }
@@ -501,14 +498,13 @@ impl Consensus for Reference {
     fn report_unreachable(&mut self, _to: u64) {}
 
     fn ready(&mut self) -> Option<CoreReady<RefMsg>> {
-        let hs = Stored {
+        let hs = HardState {
             term: self.term,
             vote: self.vote,
             commit: self.commit,
         };
-        let entries: Vec<CoreEntry> = self.log[(self.unstable - 1) as usize..].to_vec();
-        let committed: Vec<CoreEntry> =
-            self.log[self.handed as usize..self.commit as usize].to_vec();
+        let entries: Vec<Entry> = self.log[(self.unstable - 1) as usize..].to_vec();
+        let committed: Vec<Entry> = self.log[self.handed as usize..self.commit as usize].to_vec();
         if hs == self.persisted
             && entries.is_empty()
             && committed.is_empty()

@@ -71,6 +71,11 @@ impl Rng {
     }
 }
 
+/// Folds `v` into the running hash `h` (one SplitMix64 step from `h ^ v`).
+pub fn mix(h: u64, v: u64) -> u64 {
+    Rng(h ^ v).next_u64()
+}
+
 #[cfg(test)]
 mod tests {
     use super::Rng;
