@@ -195,6 +195,7 @@ impl Mvcc {
                 .collect(),
             alarms: self.alarms.clone(),
             compaction_hashes: self.compaction_hashes.clone(),
+            membership: Vec::new(),
         };
         Ok(CheckpointPlan {
             segment_id,

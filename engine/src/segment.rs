@@ -455,6 +455,11 @@ pub struct Manifest {
     pub leases: Vec<(i64, i64)>,
     pub alarms: Vec<AlarmMember>,
     pub compaction_hashes: Vec<HashKv>,
+    /// Opaque bytes the log's owner keeps with the checkpoint (kvik's shard
+    /// stores the Raft configuration and the member set as of
+    /// `applied_index`). Manifests written before the field decode with it
+    /// empty.
+    pub membership: Vec<u8>,
 }
 
 impl Manifest {
@@ -489,6 +494,8 @@ impl Manifest {
             out.extend_from_slice(&h.compact_revision.to_le_bytes());
             out.extend_from_slice(&h.hash_revision.to_le_bytes());
         }
+        out.extend_from_slice(&(self.membership.len() as u64).to_le_bytes());
+        out.extend_from_slice(&self.membership);
         let crc = crc32c::crc32c(&out);
         out.extend_from_slice(&crc.to_le_bytes());
         out
@@ -542,6 +549,11 @@ impl Manifest {
                 })
             })
             .collect::<Option<_>>()?;
+        if r.at < body.len() {
+            let n = r.count(1)?;
+            m.membership = body[r.at..r.at + n].to_vec();
+            r.at += n;
+        }
         (r.at == body.len()).then_some(m)
     }
 }
@@ -640,6 +652,7 @@ mod tests {
                 compact_revision: -1,
                 hash_revision: 5,
             }],
+            membership: b"members".to_vec(),
         };
         let b = m.encode();
         assert_eq!(Manifest::decode(&b), Some(m));

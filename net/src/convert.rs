@@ -306,6 +306,29 @@ pub fn shard_error(e: &crate::shard::ShardError) -> EtcdError {
         ShardError::Engine(e) => engine_error(e),
         ShardError::Stopped => errors::STOPPED,
         ShardError::TooLarge => errors::REQUEST_TOO_LARGE,
+        ShardError::NoLeader => errors::NO_LEADER,
+        ShardError::NotLeader => errors::NOT_LEADER,
+        ShardError::Timeout => errors::TIMEOUT,
+        ShardError::TooManyRequests => errors::TOO_MANY_REQUESTS,
+        ShardError::NotForLearner => errors::NOT_SUPPORTED_FOR_LEARNER,
+        ShardError::Membership(e) => membership_error(e),
+    }
+}
+
+/// A refused membership change as etcd's gRPC status.
+pub fn membership_error(e: &crate::membership::MembershipError) -> EtcdError {
+    use crate::membership::MembershipError as M;
+    match e {
+        M::IdRemoved | M::IdNotFound => errors::MEMBER_NOT_FOUND,
+        M::IdExists => errors::MEMBER_EXIST,
+        M::PeerUrlExists => errors::PEER_URL_EXIST,
+        M::MemberNotLearner => errors::MEMBER_NOT_LEARNER,
+        M::LearnerNotReady => errors::LEARNER_NOT_READY,
+        M::TooManyLearners => errors::TOO_MANY_LEARNERS,
+        M::NotEnoughStarted => errors::MEMBER_NOT_ENOUGH_STARTED,
+        M::BadUrls(_) | M::DuplicateId(_) | M::ZeroId | M::AttributesTooLarge => {
+            errors::MEMBER_BAD_URLS
+        }
     }
 }
 

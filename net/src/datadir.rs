@@ -7,7 +7,6 @@
 //! - `wal/`: the write-ahead log segments.
 
 use std::fs::{File, OpenOptions};
-use std::hash::{BuildHasher, Hasher};
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -68,14 +67,10 @@ const IDENTITY_FILE: &str = "member.id";
 const IDENTITY_MAGIC: &str = "kvik-member v1";
 
 impl DataDir {
-    /// Opens (creating if needed) and locks `path`. A new directory gets a
-    /// fresh identity derived from the bootstrap parameters and randomness.
-    pub fn open(
-        path: &Path,
-        name: &str,
-        cluster_token: &str,
-        peer_urls: &[String],
-    ) -> Result<DataDir, DataDirError> {
+    /// Opens (creating if needed) and locks `path`. A new directory records
+    /// `fresh` as its identity (etcd's member and cluster ids, derived from
+    /// the bootstrap flags by the caller); an existing one keeps its own.
+    pub fn open(path: &Path, fresh: Identity) -> Result<DataDir, DataDirError> {
         let io = |p: &Path| {
             let p = p.to_path_buf();
             move |err| DataDirError::Io { path: p, err }
@@ -108,7 +103,7 @@ impl DataDir {
                 reason,
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let identity = new_identity(name, cluster_token, peer_urls);
+                let identity = fresh;
                 write_atomically(path, IDENTITY_FILE, render_identity(identity).as_bytes())
                     .map_err(io(&id_path))?;
                 identity
@@ -143,24 +138,6 @@ impl DataDir {
     /// The revision store: segments and manifests.
     pub fn store_dir(&self) -> PathBuf {
         self.path.join("store")
-    }
-}
-
-fn new_identity(name: &str, cluster_token: &str, peer_urls: &[String]) -> Identity {
-    // Like etcd, ids hash the bootstrap parameters; unlike etcd, randomness
-    // is mixed in so two clusters started alike never share ids.
-    let random = std::collections::hash_map::RandomState::new();
-    let mut h = random.build_hasher();
-    h.write(cluster_token.as_bytes());
-    for u in peer_urls {
-        h.write(u.as_bytes());
-    }
-    let cluster_id = h.finish() | 1;
-    h.write(name.as_bytes());
-    let member_id = h.finish() | 1;
-    Identity {
-        cluster_id,
-        member_id,
     }
 }
 
@@ -207,18 +184,24 @@ fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::hash::{BuildHasher, Hasher};
+
+    const ID: Identity = Identity {
+        cluster_id: 7,
+        member_id: 9,
+    };
 
     #[test]
     fn identity_persists_and_lock_excludes() {
         let dir = tempdir();
-        let a = DataDir::open(&dir, "n1", "tok", &["http://127.0.0.1:2380".into()]).unwrap();
+        let a = DataDir::open(&dir, ID).unwrap();
         let id = a.identity();
         assert!(matches!(
-            DataDir::open(&dir, "n1", "tok", &[]),
+            DataDir::open(&dir, ID),
             Err(DataDirError::Locked { .. })
         ));
         drop(a);
-        let b = DataDir::open(&dir, "n1", "tok", &[]).unwrap();
+        let b = DataDir::open(&dir, ID).unwrap();
         assert_eq!(b.identity(), id);
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -227,7 +210,7 @@ mod tests {
     fn refuses_etcd_data() {
         let dir = tempdir();
         std::fs::create_dir_all(dir.join("member/wal")).unwrap();
-        let err = DataDir::open(&dir, "n1", "tok", &[]).unwrap_err();
+        let err = DataDir::open(&dir, ID).unwrap_err();
         assert!(matches!(err, DataDirError::EtcdData { .. }));
         assert!(err.to_string().contains("member/wal"));
         std::fs::remove_dir_all(&dir).unwrap();
@@ -239,7 +222,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(IDENTITY_FILE), "garbage").unwrap();
         assert!(matches!(
-            DataDir::open(&dir, "n1", "tok", &[]),
+            DataDir::open(&dir, ID),
             Err(DataDirError::BadIdentity { .. })
         ));
         std::fs::remove_dir_all(&dir).unwrap();

@@ -20,6 +20,7 @@ pub mod membership;
 pub mod metrics;
 pub mod pb;
 pub mod peer;
+pub mod raftstate;
 pub mod revstore;
 pub mod rt;
 pub mod server;

@@ -15,7 +15,8 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use tonic::codegen::Service as _;
 
-use crate::datadir::DataDir;
+use crate::datadir::{DataDir, Identity};
+use crate::membership::MemberSet;
 use crate::pb::etcdserverpb as pb;
 use crate::rt::{self, Backend, LocalExec};
 use crate::services::{
@@ -51,6 +52,21 @@ pub struct ServerConfig {
     pub cores: usize,
     /// `--snapshot-count` and `--kvik-checkpoint-bytes`.
     pub checkpoint: shard::CheckpointPolicy,
+    /// `--listen-peer-urls` as addresses to bind; empty starts no peer
+    /// transport (a single member that never grows).
+    pub listen_peer: Vec<SocketAddr>,
+    /// `--initial-cluster`: member names and peer URLs.
+    pub initial_cluster: Vec<(String, Vec<String>)>,
+    /// `--initial-cluster-state existing`.
+    pub join_existing: bool,
+    /// `--heartbeat-interval`: one Raft tick.
+    pub heartbeat_interval: Duration,
+    /// `--election-timeout`.
+    pub election_timeout: Duration,
+    /// `--snapshot-catchup-entries`.
+    pub snapshot_catchup_entries: u64,
+    /// `--strict-reconfig-check`.
+    pub strict_reconfig: bool,
 }
 
 /// Called once every core is listening (tests and the binary log it).
@@ -66,14 +82,81 @@ pub fn run(
 ) -> Result<(), String> {
     assert!(config.cores >= 1, "at least one core");
     assert!(!config.listen_client.is_empty(), "at least one client URL");
-    let data_dir = DataDir::open(
-        &config.data_dir,
-        &config.name,
-        &config.initial_cluster_token,
-        &config.advertise_peer_urls,
-    )
-    .map_err(|e| e.to_string())?;
+    let founders = MemberSet::bootstrap(&config.initial_cluster_token, &config.initial_cluster)
+        .map_err(|e| format!("--initial-cluster: {e}"))?;
+    let initialized = DataDir::is_initialized(&config.data_dir);
+    let fresh = if config.join_existing {
+        if !initialized {
+            return Err(
+                "kvik: --initial-cluster-state existing (joining a running cluster) is not                  supported yet"
+                    .into(),
+            );
+        }
+        Identity {
+            cluster_id: 0,
+            member_id: 0,
+        }
+    } else {
+        match founders.member_by_name(&config.name) {
+            Some(m) => Identity {
+                cluster_id: founders.cluster_id(),
+                member_id: m.id,
+            },
+            None if initialized => Identity {
+                cluster_id: 0,
+                member_id: 0,
+            },
+            None => {
+                return Err(format!(
+                    "couldn't find local name {:?} in the initial cluster configuration",
+                    config.name
+                ))
+            }
+        }
+    };
+    let data_dir = DataDir::open(&config.data_dir, fresh).map_err(|e| e.to_string())?;
     let identity = data_dir.identity();
+    tracing::info!(
+        "member {:x} of cluster {:x}",
+        identity.member_id,
+        identity.cluster_id
+    );
+    let transport = if config.listen_peer.is_empty() {
+        None
+    } else {
+        let mut tc =
+            crate::peer::TransportConfig::new(identity.member_id, identity.cluster_id, Vec::new());
+        tc.listen = config.listen_peer.clone();
+        tc.force_epoll = config.force_epoll;
+        let (t, inbox) = crate::peer::PeerTransport::start(tc)
+            .map_err(|e| format!("starting the peer transport: {e}"))?;
+        for (addr, bound) in config.listen_peer.iter().zip(t.local_addrs()) {
+            tracing::info!("listening for peers on {addr} ({bound})");
+        }
+        Some((t, inbox))
+    };
+    let tick_ms = config.heartbeat_interval.as_millis().max(1);
+    let raft_options = shard::RaftOptions {
+        member_id: identity.member_id,
+        cluster_id: identity.cluster_id,
+        bootstrap: (!config.join_existing).then_some(founders),
+        election_ticks: u32::try_from(config.election_timeout.as_millis() / tick_ms)
+            .unwrap_or(u32::MAX)
+            .max(2),
+        tick_interval: config.heartbeat_interval,
+        catchup_entries: config.snapshot_catchup_entries,
+        name: config.name.clone(),
+        client_urls: config.advertise_client_urls.clone(),
+        transport,
+        strict_reconfig: config.strict_reconfig,
+        seed: {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(identity.member_id);
+            h.finish()
+        },
+    };
+    let mut raft_options = Some(raft_options);
 
     // Bind every listener up front so that address errors are reported
     // before any thread starts; each core gets its own socket on the same
@@ -128,6 +211,7 @@ pub fn run(
         let shared = shared.clone();
         let inbox = if core == 0 { inbox.take() } else { None };
         let data_dir = if core == 0 { data_dir.take() } else { None };
+        let raft_options = if core == 0 { raft_options.take() } else { None };
         let metrics_listeners = if core == 0 {
             metrics_listeners.take().unwrap_or_default()
         } else {
@@ -152,18 +236,25 @@ pub fn run(
                 // the server can already read which backend serves it.
                 tracing::info!("core {core}: I/O backend: {backend}");
                 runtime.block_on(async move {
-                    if let (Some(inbox), Some(data_dir)) = (inbox, data_dir) {
+                    if let (Some(inbox), Some(data_dir), Some(raft_options)) =
+                        (inbox, data_dir, raft_options)
+                    {
                         // The shard must be running (WAL replayed) before
                         // anyone is told the server is up.
-                        let mut shard =
-                            match shard::Shard::open_dir(data_dir, shared.max_txn_ops).await {
-                                Ok(s) => s,
-                                Err(e) => {
-                                    let _ = ready_tx
-                                        .send(Err(format!("cannot open the keyspace: {e}")));
-                                    return;
-                                }
-                            };
+                        let mut shard = match shard::Shard::open_dir(
+                            data_dir,
+                            shared.max_txn_ops,
+                            raft_options,
+                        )
+                        .await
+                        {
+                            Ok(s) => s,
+                            Err(e) => {
+                                let _ =
+                                    ready_tx.send(Err(format!("cannot open the keyspace: {e}")));
+                                return;
+                            }
+                        };
                         shard.set_progress_notify_interval(progress_notify_interval);
                         shard.set_checkpoint_policy(checkpoint);
                         let ticker = shared.shard.clone();

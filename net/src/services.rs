@@ -327,13 +327,13 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
             header: self.shared.header(s.revision, s.raft_term),
             version: ETCD_API_VERSION.to_string(),
             db_size: s.db_size_bytes as i64,
-            leader: self.shared.identity.member_id,
+            leader: s.leader,
             raft_index: s.raft_index,
             raft_term: s.raft_term,
             raft_applied_index: s.applied_index,
             errors,
             db_size_in_use: s.db_size_in_use_bytes as i64,
-            is_learner: false,
+            is_learner: s.is_learner,
             storage_version: ETCD_API_VERSION.to_string(),
             db_size_quota: 0,
             downgrade_info: Some(pb::DowngradeInfo {
@@ -441,64 +441,109 @@ impl ClusterService {
         ClusterService { shared }
     }
 
-    fn members(&self) -> Vec<pb::Member> {
-        vec![pb::Member {
-            id: self.shared.identity.member_id,
-            name: self.shared.name.clone(),
-            peer_ur_ls: self.shared.peer_urls.clone(),
-            client_ur_ls: self.shared.client_urls.clone(),
-            is_learner: false,
-        }]
+    async fn change(
+        &self,
+        op: crate::shard::MemberOp,
+    ) -> Result<Revisioned<crate::shard::MemberChanged>, Status> {
+        self.shared.shard.member_change(op).await.map_err(status_of)
     }
 }
 
-/// Membership changes need Raft; until then they are refused as etcd
-/// refuses changes it cannot make safely.
-fn membership_unsupported() -> Status {
-    Status::unimplemented("kvik: membership changes need Raft, which this build does not have yet")
+fn member_to_pb(m: &crate::membership::Member) -> pb::Member {
+    pb::Member {
+        id: m.id,
+        name: m.name.clone(),
+        peer_ur_ls: m.peer_urls.clone(),
+        client_ur_ls: m.client_urls.clone(),
+        is_learner: m.is_learner,
+    }
+}
+
+fn members_to_pb(ms: &[crate::membership::Member]) -> Vec<pb::Member> {
+    ms.iter().map(member_to_pb).collect()
 }
 
 #[tonic::async_trait]
 impl pb::cluster_server::Cluster for ClusterService {
     async fn member_add(
         &self,
-        _r: Request<pb::MemberAddRequest>,
+        r: Request<pb::MemberAddRequest>,
     ) -> Result<Response<pb::MemberAddResponse>, Status> {
-        Err(membership_unsupported())
+        let r = r.into_inner();
+        let now_unix_secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let c = self
+            .change(crate::shard::MemberOp::Add {
+                peer_urls: r.peer_ur_ls,
+                is_learner: r.is_learner,
+                now_unix_secs,
+            })
+            .await?;
+        Ok(Response::new(pb::MemberAddResponse {
+            header: self.shared.header(0, c.raft_term),
+            member: Some(member_to_pb(&c.value.member)),
+            members: members_to_pb(&c.value.members),
+        }))
     }
 
     async fn member_remove(
         &self,
-        _r: Request<pb::MemberRemoveRequest>,
+        r: Request<pb::MemberRemoveRequest>,
     ) -> Result<Response<pb::MemberRemoveResponse>, Status> {
-        Err(membership_unsupported())
+        let c = self
+            .change(crate::shard::MemberOp::Remove {
+                id: r.into_inner().id,
+            })
+            .await?;
+        Ok(Response::new(pb::MemberRemoveResponse {
+            header: self.shared.header(0, c.raft_term),
+            members: members_to_pb(&c.value.members),
+        }))
     }
 
     async fn member_update(
         &self,
-        _r: Request<pb::MemberUpdateRequest>,
+        r: Request<pb::MemberUpdateRequest>,
     ) -> Result<Response<pb::MemberUpdateResponse>, Status> {
-        Err(membership_unsupported())
+        let r = r.into_inner();
+        let c = self
+            .change(crate::shard::MemberOp::Update {
+                id: r.id,
+                peer_urls: r.peer_ur_ls,
+            })
+            .await?;
+        Ok(Response::new(pb::MemberUpdateResponse {
+            header: self.shared.header(0, c.raft_term),
+            members: members_to_pb(&c.value.members),
+        }))
     }
 
     async fn member_list(
         &self,
         _r: Request<pb::MemberListRequest>,
     ) -> Result<Response<pb::MemberListResponse>, Status> {
-        let s = self.shared.shard.status().await.map_err(status_of)?;
+        let v = self.shared.shard.members().await.map_err(status_of)?;
         // etcd's Cluster service headers carry no revision.
         Ok(Response::new(pb::MemberListResponse {
-            header: self.shared.header(0, s.raft_term),
-            members: self.members(),
+            header: self.shared.header(0, v.raft_term),
+            members: members_to_pb(&v.value.members),
         }))
     }
 
     async fn member_promote(
         &self,
-        _r: Request<pb::MemberPromoteRequest>,
+        r: Request<pb::MemberPromoteRequest>,
     ) -> Result<Response<pb::MemberPromoteResponse>, Status> {
-        // etcd's answer when the member to promote is not a learner.
-        Err(errors::MEMBER_NOT_LEARNER.status())
+        let c = self
+            .change(crate::shard::MemberOp::Promote {
+                id: r.into_inner().id,
+            })
+            .await?;
+        Ok(Response::new(pb::MemberPromoteResponse {
+            header: self.shared.header(0, c.raft_term),
+            members: members_to_pb(&c.value.members),
+        }))
     }
 }
 

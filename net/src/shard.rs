@@ -1,11 +1,21 @@
-//! The keyspace owner. One shard owns one keyspace: its MVCC state and its
-//! log. It runs as a single local task on its core; every other core reaches
-//! it through a bounded channel of requests, each with a one-shot reply.
+//! The keyspace owner. One shard owns one keyspace: its MVCC state, its
+//! Raft member (`raftlog::raft::RawNode`, group [`GROUP_ID`]) and its log.
+//! It runs as a single local task on its core; every other core reaches it
+//! through a bounded channel of requests, each with a one-shot reply, and
+//! the peer transport delivers Raft messages into a second bounded inbox.
 //!
-//! Writes are ordered here, appended to the WAL as log entries, made durable
-//! with one fsync per batch (group commit), then applied and acknowledged.
-//! While a batch's fsync is in flight the shard keeps serving reads from
-//! the applied state and gathers the next batch.
+//! The shard drives the Raft core as its module docs prescribe. A client
+//! write becomes a proposal (a follower's core forwards it to the leader);
+//! each `Ready`'s entries and hard state are written to the WAL and the
+//! hard state slots and made durable (one fsync per batch: group commit),
+//! only then are its messages sent, then its committed entries are applied
+//! and answered by the member that proposed them (matched by the request id
+//! carried in the entry). While a `Ready` is being persisted the shard keeps
+//! serving reads and proposing, which gathers the next batch. Linearizable
+//! reads wait for a ReadIndex confirmation and for the applied index to
+//! reach it; serializable reads answer from the applied state at once. A
+//! sole voter that leads answers every read at once: every acknowledged
+//! write is applied, so that is linearizable.
 //!
 //! Generic over `raftlog::Storage`, so tests drive it over the simulated
 //! disk with crashes and torn writes.
@@ -16,20 +26,46 @@ use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use engine::{Applied, Command, Limits, Mvcc};
+use raftlog::raft::{
+    self, ConfChange, ConfChangeKind, ConfState, Config as RaftConfig, EntryKind, HardState,
+    MessageBody, NodeId, ProposeError, RawNode, Ready, Role, SnapshotMeta, Start,
+};
 use raftlog::{Storage, Wal};
 use tokio::sync::{mpsc, oneshot};
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use crate::membership::{Member, MemberSet, MembershipError};
 use crate::metrics::METRICS;
+use crate::peer::{Incoming, PeerTransport};
+use crate::raftstate::{self, Normal};
 use crate::rt::yield_now;
 use crate::watch::{StreamId, WatchHub, WatchIn, WatchOut};
 
 /// Requests waiting in a shard's inbox before senders are pushed back.
 pub const INBOX_REQUESTS_MAX: usize = 8192;
-/// Entries appended under one fsync at most.
+/// Proposals taken from the inbox before the next `Ready` is handed out.
 pub const BATCH_ENTRIES_MAX: usize = 4096;
+/// The Raft group of the (single) keyspace.
+pub const GROUP_ID: u64 = 0;
+/// The member id of a keyspace opened without a cluster ([`Shard::open`]).
+pub const SOLO_MEMBER_ID: u64 = 1;
+/// A proposal or linearizable read not answered within this many shard
+/// ticks (of `server::TICK_INTERVAL`) is answered "request timed out"
+/// (etcd's 5 s request timeout plus two election timeouts), in ticks.
+pub const REQUEST_TIMEOUT_TICKS: u64 = 70;
+/// A ReadIndex request not confirmed within this many shard ticks is asked
+/// again (the leader may have dropped it), in ticks.
+pub const READ_RETRY_TICKS: u64 = 5;
+/// A member re-proposes its name and client URLs this often until they are
+/// applied, in ticks.
+pub const PUBLISH_RETRY_TICKS: u64 = 20;
+/// Raft messages taken from the peer inbox per turn of the loop.
+pub const PEER_BUDGET_MESSAGES: usize = 1024;
+/// Raft ticks run for one shard tick at most (after a stall the rest of the
+/// elapsed time is dropped), in ticks.
+pub const RAFT_TICKS_PER_CALL_MAX: u32 = 10;
 /// Messages handled before the shard yields to the core's other tasks.
 pub const INBOX_BUDGET_MESSAGES: usize = 256;
 /// etcd's default `--watch-progress-notify-interval`.
@@ -77,6 +113,9 @@ pub struct Revisioned<T> {
 /// Truthful numbers for Maintenance.Status and the benchmarks.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ShardStatus {
+    /// The leader this member knows of (0 for none).
+    pub leader: u64,
+    pub is_learner: bool,
     pub revision: i64,
     pub compact_revision: i64,
     pub raft_term: u64,
@@ -95,6 +134,19 @@ pub enum ShardError {
     TooLarge,
     /// The shard stopped (fatal storage error or shutdown).
     Stopped,
+    /// No leader is known.
+    NoLeader,
+    /// Only the leader does this (MemberPromote, lease keep-alives).
+    NotLeader,
+    /// Not answered in time (the proposal or read may have been lost to a
+    /// leader change).
+    Timeout,
+    /// The leader is overloaded with uncommitted entries.
+    TooManyRequests,
+    /// A learner serves serializable reads only.
+    NotForLearner,
+    /// A membership change was refused.
+    Membership(MembershipError),
 }
 
 impl From<engine::Error> for ShardError {
@@ -125,6 +177,47 @@ enum Request {
     Alarms(Reply<Vec<engine::AlarmMember>>),
     /// Maintenance.Defragment: reclaim every dead byte, online.
     Defragment(oneshot::Sender<()>),
+    /// The member list and the leader.
+    Members(Reply<ClusterView>),
+    /// A membership change; answered with the members after it.
+    MemberChange(MemberOp, Reply<MemberChanged>),
+}
+
+/// A membership change a client asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemberOp {
+    /// MemberAdd, with the request's time for etcd's member id.
+    Add {
+        peer_urls: Vec<String>,
+        is_learner: bool,
+        now_unix_secs: i64,
+    },
+    Remove {
+        id: u64,
+    },
+    Update {
+        id: u64,
+        peer_urls: Vec<String>,
+    },
+    Promote {
+        id: u64,
+    },
+}
+
+/// The members as this member knows them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterView {
+    pub members: Vec<Member>,
+    /// 0 while no leader is known.
+    pub leader: u64,
+}
+
+/// A membership change's answer: the member it was about, and the members
+/// after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberChanged {
+    pub member: Member,
+    pub members: Vec<Member>,
 }
 
 /// Lease.TimeToLive's answer; `ttl_secs = -1` for an unknown lease.
@@ -282,9 +375,22 @@ impl ShardHandle {
     pub async fn defragment(&self) -> Result<(), ShardError> {
         self.ask(Request::Defragment).await
     }
+
+    /// The member list and the leader.
+    pub async fn members(&self) -> Result<Revisioned<ClusterView>, ShardError> {
+        self.ask(Request::Members).await?
+    }
+
+    /// Proposes a membership change and waits until it is applied.
+    pub async fn member_change(
+        &self,
+        op: MemberOp,
+    ) -> Result<Revisioned<MemberChanged>, ShardError> {
+        self.ask(|tx| Request::MemberChange(op, tx)).await?
+    }
 }
 
-type SyncFuture<S> = Pin<Box<dyn Future<Output = (Wal<S>, Result<u64, raftlog::WalError>)>>>;
+type PersistFuture<S> = Pin<Box<dyn Future<Output = (Wal<S>, Result<(), String>)>>>;
 type CheckpointFuture = Pin<
     Box<dyn Future<Output = Result<crate::revstore::Written, crate::revstore::CheckpointError>>>,
 >;
@@ -293,29 +399,127 @@ type CheckpointFuture = Pin<
 enum Wake<S: Storage> {
     Request(Request),
     InboxClosed,
-    Synced(Wal<S>, Result<u64, raftlog::WalError>),
+    Peer(Incoming),
+    Persisted(Wal<S>, Result<(), String>),
     Checkpointed(Result<crate::revstore::Written, crate::revstore::CheckpointError>),
+}
+
+/// How the keyspace's Raft member is set up.
+pub struct RaftOptions {
+    pub member_id: NodeId,
+    pub cluster_id: u64,
+    /// The founding members when a new cluster is bootstrapped
+    /// (`--initial-cluster-state new`); `None` joins a running cluster.
+    /// Only used on a first start: afterwards the data is the truth.
+    pub bootstrap: Option<MemberSet>,
+    /// Election timeout in Raft ticks (`--election-timeout` /
+    /// `--heartbeat-interval`).
+    pub election_ticks: u32,
+    /// One Raft tick (`--heartbeat-interval`).
+    pub tick_interval: Duration,
+    /// Entries the log keeps behind each checkpoint for slow followers
+    /// (`--snapshot-catchup-entries`).
+    pub catchup_entries: u64,
+    /// This member's name and client URLs, published through the log.
+    pub name: String,
+    pub client_urls: Vec<String>,
+    /// The peer transport and its inbox; `None` for a member without peers.
+    pub transport: Option<(PeerTransport, crate::peer::Inbox)>,
+    /// etcd's `--strict-reconfig-check`.
+    pub strict_reconfig: bool,
+    /// Seeds the Raft core's election timeouts.
+    pub seed: u64,
+}
+
+impl RaftOptions {
+    /// A single member that bootstraps its own one-voter cluster, with no
+    /// peers: the keyspace of tests and of [`Shard::open`].
+    pub fn solo() -> RaftOptions {
+        let mut set = MemberSet::new(0);
+        set.apply_add(Member {
+            id: SOLO_MEMBER_ID,
+            name: String::new(),
+            peer_urls: Vec::new(),
+            client_urls: Vec::new(),
+            is_learner: false,
+        })
+        .expect("an empty set takes a member");
+        RaftOptions {
+            member_id: SOLO_MEMBER_ID,
+            cluster_id: 0,
+            bootstrap: Some(set),
+            election_ticks: raft::ELECTION_TICKS_DEFAULT,
+            tick_interval: Duration::from_millis(100),
+            catchup_entries: 5000,
+            name: String::new(),
+            client_urls: Vec::new(),
+            transport: None,
+            strict_reconfig: true,
+            seed: 0,
+        }
+    }
+}
+
+/// A read that waits for a linearizable read point.
+enum ReadOp {
+    Range(engine::RangeRequest, Reply<engine::RangeResponse>),
+    Txn(engine::TxnRequest, Reply<Applied>),
+}
+
+/// A proposal this member made and answers once applied.
+enum Waiter {
+    Write(Reply<Applied>),
+    Member(Reply<MemberChanged>),
 }
 
 pub struct Shard<S: Storage + 'static> {
     mvcc: Mvcc,
     limits: Limits,
-    /// `None` while a sync owns it.
+    /// `None` while a persist owns it.
     wal: Option<Wal<S>>,
-    term: u64,
-    /// Index of the last entry handed to the WAL.
-    last_index: u64,
+    /// The WAL's directory (the hard state slots live there too).
+    wal_dir: S,
+    node: RawNode,
+    id: NodeId,
+    members: MemberSet,
+    transport: Option<PeerTransport>,
+    peer_inbox: Option<crate::peer::Inbox>,
+    strict_reconfig: bool,
+    name: String,
+    client_urls: Vec<String>,
+    catchup_entries: u64,
+    tick_interval: Duration,
+    last_raft_tick: Option<Instant>,
+    /// Shard ticks since start (the request timeouts' clock).
+    ticks: u64,
+    /// The last hard state made durable, and its slot sequence number.
+    durable_hs: HardState,
+    hs_seq: u64,
+    /// The `Ready` whose entries and hard state are being persisted.
+    in_ready: Option<Ready>,
+    persist_started: Option<std::time::Instant>,
+    proposed_since_ready: usize,
+    next_request: u64,
+    /// Proposals of this member waiting to be applied: request id to the
+    /// waiter and the tick it was proposed at.
+    waiting: HashMap<u64, (Waiter, u64)>,
+    /// Linearizable reads not yet sent as a ReadIndex request.
+    read_queue: Vec<(ReadOp, u64)>,
+    /// ReadIndex requests in flight: ctx to the reads and the tick sent.
+    reads_in_flight: HashMap<u64, (Vec<(ReadOp, u64)>, u64)>,
+    next_read_ctx: u64,
+    /// Reads with a confirmed read point, waiting for the applied index.
+    reads_ready: Vec<(u64, ReadOp, u64)>,
+    next_publish_tick: u64,
+    /// This member applied its own removal.
+    removed: bool,
+    snapshot_warned: HashSet<NodeId>,
     applied_index: u64,
-    /// Writes waiting for the next sync.
-    pending: Vec<(Command, Reply<Applied>)>,
-    /// Writes whose sync is in flight, in log order.
-    syncing: Vec<(Command, Reply<Applied>)>,
-    sync_started: Option<std::time::Instant>,
     watch: WatchHub,
     /// The latest time the shard was told.
     now: Option<Instant>,
     /// Leader-local lease deadlines (etcd keeps them in memory too: after a
-    /// restart every lease gets its full TTL again).
+    /// restart, or a new leader, every lease gets its full TTL again).
     lease_deadlines: HashMap<i64, Instant>,
     /// Leases whose expiry revoke is in the log but not yet applied.
     lease_revoking: HashSet<i64>,
@@ -323,6 +527,8 @@ pub struct Shard<S: Storage + 'static> {
     progress_notify_interval: Duration,
     /// Where the NOSPACE flag is published (set once running).
     nospace: Option<Arc<AtomicBool>>,
+    /// Where the term is published (set once running).
+    term_flag: Option<Arc<AtomicU64>>,
     /// The locked data directory, held for as long as the shard lives.
     data_dir: Option<crate::datadir::DataDir>,
     /// Whether the leases recovered from the log (or granted before the
@@ -331,12 +537,16 @@ pub struct Shard<S: Storage + 'static> {
     /// The revision store's directory.
     store: S,
     checkpoint_policy: CheckpointPolicy,
-    /// The checkpoint being written, if any.
+    /// The persist of a `Ready` in flight, if any.
+    persisting: Option<PersistFuture<S>>,
+    /// The checkpoint being written, if any, and the configuration it
+    /// records.
     checkpoint: Option<CheckpointFuture>,
+    checkpoint_conf: ConfState,
     /// The applied index the last durable checkpoint covers.
     checkpointed_index: u64,
     /// WAL entries below this index are covered by a checkpoint; the next
-    /// sync releases their segments.
+    /// persist releases their segments.
     wal_release_before: Option<u64>,
     /// Maintenance.Defragment asked for a full reclaim.
     reclaim_all: bool,
@@ -354,6 +564,7 @@ impl Shard<crate::disk::DirStorage> {
     pub async fn open_dir(
         dir: crate::datadir::DataDir,
         txn_ops_max: usize,
+        raft: RaftOptions,
     ) -> Result<Self, String> {
         let storage = crate::disk::DirStorage::open(&dir.wal_dir())
             .await
@@ -361,22 +572,203 @@ impl Shard<crate::disk::DirStorage> {
         let store = crate::disk::DirStorage::open(&dir.store_dir())
             .await
             .map_err(|e| format!("{}: {e}", dir.store_dir().display()))?;
-        let mut shard = Shard::open(storage, store, Limits { txn_ops_max }).await?;
+        let mut shard = Shard::open_raft(storage, store, Limits { txn_ops_max }, raft).await?;
         shard.data_dir = Some(dir);
         Ok(shard)
     }
 }
 
+/// The index up to which a restarted member knows its log committed, beyond
+/// the stored commit index (see `raftstate`): the last bootstrap entry (term
+/// 1) and the last-but-one conf change.
+fn commit_floor(entries: &[raft::Entry]) -> u64 {
+    let bootstrap = entries
+        .iter()
+        .take_while(|e| e.term <= 1)
+        .last()
+        .map_or(0, |e| e.index);
+    let mut confs = entries
+        .iter()
+        .rev()
+        .filter(|e| e.kind == EntryKind::ConfChange);
+    confs.next();
+    let before_last = confs.next().map_or(0, |e| e.index);
+    bootstrap.max(before_last)
+}
+
+/// What applying one entry to the state machine did, for the live path.
+enum Effect {
+    None,
+    Command {
+        origin: NodeId,
+        request: u64,
+        command: Command,
+        result: Result<Applied, engine::Error>,
+    },
+    Conf(ConfChange),
+    UpdatePeers {
+        origin: NodeId,
+        request: u64,
+        member: Member,
+        result: Result<(), MembershipError>,
+    },
+}
+
+/// Applies a normal entry to the state machine and the member set; a conf
+/// change is returned for the caller to apply. Deterministic.
+fn apply_entry_state(
+    mvcc: &mut Mvcc,
+    members: &mut MemberSet,
+    e: &raft::Entry,
+) -> Result<Effect, String> {
+    if e.kind == EntryKind::ConfChange {
+        // The core skips a conf change it cannot decode; so do we.
+        return Ok(ConfChange::decode(&e.data).map_or(Effect::None, Effect::Conf));
+    }
+    let normal =
+        raftstate::decode_normal(&e.data).map_err(|err| format!("entry {}: {err}", e.index))?;
+    Ok(match normal {
+        Normal::Noop => Effect::None,
+        Normal::Command {
+            origin,
+            request,
+            command,
+        } => {
+            let command = Command::decode(command).map_err(|err| {
+                format!(
+                    "entry {} (term {}) does not decode: {err:?}",
+                    e.index, e.term
+                )
+            })?;
+            // Failed commands fail again identically: apply is deterministic.
+            let result = mvcc.apply(&command);
+            if result == Err(engine::Error::Corrupt) {
+                let c = mvcc.take_corruption();
+                return Err(format!(
+                    "applying entry {}: {}",
+                    e.index,
+                    c.map_or_else(|| "corrupt".to_string(), |c| c.to_string())
+                ));
+            }
+            Effect::Command {
+                origin,
+                request,
+                command,
+                result,
+            }
+        }
+        Normal::Attributes(m) => {
+            let _ = members.apply_attributes(m.id, &m.name, &m.client_urls);
+            Effect::None
+        }
+        Normal::UpdatePeers {
+            origin,
+            request,
+            member,
+        } => {
+            let result = members.apply_update_peer_urls(member.id, &member.peer_urls);
+            Effect::UpdatePeers {
+                origin,
+                request,
+                member,
+                result,
+            }
+        }
+    })
+}
+
+/// Applies a committed conf change to the member set. `Ok(Some(member))`
+/// when the set changed; an `Err` is a refusal every member makes alike
+/// (the Raft change then becomes a no-op).
+fn apply_conf_members(
+    members: &mut MemberSet,
+    cc: &ConfChange,
+) -> Result<Option<Member>, MembershipError> {
+    let ctx = raftstate::decode_conf_context(&cc.context).unwrap_or_else(|e| {
+        tracing::warn!("conf change for {:x}: {e}", cc.node);
+        None
+    });
+    match cc.kind {
+        ConfChangeKind::AddVoter | ConfChangeKind::AddLearner => {
+            let Some((_, _, mut m)) = ctx else {
+                return Ok(None);
+            };
+            if m.id != cc.node {
+                return Err(MembershipError::IdNotFound);
+            }
+            m.is_learner = cc.kind == ConfChangeKind::AddLearner;
+            members.apply_add(m.clone())?;
+            Ok(Some(m))
+        }
+        ConfChangeKind::Remove => members.apply_remove(cc.node).map(Some),
+        ConfChangeKind::PromoteLearner => {
+            members.apply_promote(cc.node)?;
+            Ok(members.member(cc.node).cloned())
+        }
+    }
+}
+
+/// The origin and request id of a conf change, if it carries them.
+fn conf_origin(cc: &ConfChange) -> Option<(NodeId, u64)> {
+    raftstate::decode_conf_context(&cc.context)
+        .ok()
+        .flatten()
+        .map(|(o, r, _)| (o, r))
+}
+
+fn propose_error(e: ProposeError) -> ShardError {
+    match e {
+        ProposeError::NotLeader { .. } => ShardError::NoLeader,
+        ProposeError::TooLarge { .. } => ShardError::TooLarge,
+        ProposeError::Overloaded => ShardError::TooManyRequests,
+        ProposeError::TransferInProgress { .. } | ProposeError::ConfChangePending => {
+            ShardError::Timeout
+        }
+        ProposeError::InvalidConfChange(why) => {
+            tracing::warn!("membership change refused by Raft: {why}");
+            ShardError::Membership(MembershipError::IdNotFound)
+        }
+    }
+}
+
 impl<S: Storage + Clone + 'static> Shard<S> {
-    /// Opens the revision store at its newest checkpoint, then replays the
-    /// WAL entries after it. `store` may be the same directory as the WAL's
-    /// (their file names differ) or another.
+    /// Opens a one-member keyspace ([`RaftOptions::solo`]): the revision
+    /// store at its newest checkpoint, then the WAL entries after it.
+    /// `store` may be the same directory as the WAL's (their file names
+    /// differ) or another.
     pub async fn open(storage: S, store: S, limits: Limits) -> Result<Self, String> {
+        Shard::open_raft(storage, store, limits, RaftOptions::solo()).await
+    }
+
+    /// Opens the revision store at its newest checkpoint, replays the WAL
+    /// entries after it that are known committed, and starts the Raft
+    /// member: bootstrapping or joining on a first start, restarting
+    /// otherwise.
+    pub async fn open_raft(
+        storage: S,
+        store: S,
+        limits: Limits,
+        opts: RaftOptions,
+    ) -> Result<Self, String> {
+        let me = opts.member_id;
         let (mut mvcc, manifest) = crate::revstore::open(&store).await?;
         let (checkpointed_index, checkpointed_term) = manifest
             .as_ref()
             .map_or((0, 0), |m| (m.applied_index, m.applied_term));
-        let (wal, recovered) = Wal::open(storage).await.map_err(|e| e.to_string())?;
+        let (mut conf, mut members) = match &manifest {
+            Some(m) if !m.membership.is_empty() => raftstate::decode_membership(&m.membership)?,
+            Some(m) if m.applied_index > 0 => {
+                return Err(
+                    "the checkpoint holds no Raft membership: it was written by an earlier \
+                     kvik whose data this build does not read"
+                        .into(),
+                )
+            }
+            _ => (ConfState::default(), MemberSet::new(opts.cluster_id)),
+        };
+        let (wal, recovered) = Wal::open(storage.clone())
+            .await
+            .map_err(|e| e.to_string())?;
         if let Some(t) = &recovered.truncated_tail {
             tracing::warn!(
                 "WAL: truncated a torn last write in {} at offset {} ({} bytes dropped)",
@@ -402,72 +794,183 @@ impl<S: Storage + Clone + 'static> Shard<S> {
                 recovered.entries[0].index
             ));
         }
-        let mut last_term = checkpointed_term;
-        let mut last_index = checkpointed_index;
-        let mut replayed = 0u64;
-        for entry in &recovered.entries {
-            last_term = last_term.max(entry.term);
-            if entry.index <= checkpointed_index {
-                continue;
-            }
-            last_index = entry.index;
-            replayed += 1;
-            if entry.payload.is_empty() {
-                // A new term's empty entry, as a Raft leader appends.
-                continue;
-            }
-            let cmd = Command::decode(&entry.payload).map_err(|e| {
-                format!(
-                    "WAL entry {} (term {}) does not decode: {e:?}",
-                    entry.index, entry.term
-                )
-            })?;
-            // Failed commands fail again identically: apply is deterministic.
-            if mvcc.apply(&cmd) == Err(engine::Error::Corrupt) {
-                let c = mvcc.take_corruption();
-                return Err(format!(
-                    "replaying WAL entry {}: {}",
-                    entry.index,
-                    c.map_or_else(|| "corrupt".to_string(), |c| c.to_string())
-                ));
-            }
-            mvcc.skip_events();
+        let mut entries = Vec::with_capacity(recovered.entries.len());
+        for e in recovered.entries {
+            let (kind, data) = raftstate::from_wal_payload(&e.payload)
+                .map_err(|err| format!("WAL entry {} (term {}): {err}", e.index, e.term))?;
+            entries.push(raft::Entry {
+                term: e.term,
+                index: e.index,
+                kind,
+                data,
+            });
         }
-        assert_eq!(
-            last_index,
-            wal.last_index(),
-            "replayed every recovered entry"
-        );
-        // Each start takes office in a new term with an empty entry, as a
-        // Raft leader does; a fresh member is at term 2, like etcd's.
-        let mut wal = wal;
-        let term = last_term.max(BOOTSTRAP_TERM) + 1;
-        last_index += 1;
-        wal.append(term, last_index, &[]);
-        wal.sync().await.map_err(|e| e.to_string())?;
+        let stored_hs = raftstate::read_hard_state(&storage).await?;
+        let fresh = manifest.is_none() && entries.is_empty() && stored_hs.is_none();
+        let mut cfg = RaftConfig::new(me, GROUP_ID);
+        cfg.election_ticks = opts.election_ticks.max(2);
+        cfg.heartbeat_ticks = 1;
+        cfg.seed = opts.seed;
+        let (start, hs_seq, durable_hs, applied_index, applied_term, replayed) = if fresh {
+            match &opts.bootstrap {
+                Some(set) => {
+                    members = MemberSet::new(set.cluster_id());
+                    let founders: Vec<&Member> = set.members().collect();
+                    let start = Start::Bootstrap {
+                        voters: founders.iter().map(|m| m.id).collect(),
+                        contexts: founders
+                            .iter()
+                            .map(|m| raftstate::conf_context(0, 0, m))
+                            .collect(),
+                    };
+                    (start, 0, HardState::default(), 0, 0, 0)
+                }
+                None => (Start::Join, 0, HardState::default(), 0, 0, 0),
+            }
+        } else {
+            let last = entries
+                .last()
+                .map_or((checkpointed_index, checkpointed_term), |e| {
+                    (e.index, e.term)
+                });
+            // Without a stored hard state no message ever left (they leave
+            // only after it is durable): no vote to remember.
+            let (hs_seq, mut hs) = stored_hs.unwrap_or((
+                0,
+                HardState {
+                    term: last.1,
+                    vote: raft::NO_NODE,
+                    commit: 0,
+                },
+            ));
+            let durable_hs = hs;
+            let mut commit = hs
+                .commit
+                .max(checkpointed_index)
+                .max(commit_floor(&entries))
+                .min(last.0);
+            let mut applied_term = checkpointed_term;
+            let mut replayed = 0u64;
+            let mut index = checkpointed_index;
+            let replay = |e: &raft::Entry,
+                          mvcc: &mut Mvcc,
+                          members: &mut MemberSet,
+                          conf: &mut ConfState|
+             -> Result<(), String> {
+                if let Effect::Conf(cc) = apply_entry_state(mvcc, members, e)? {
+                    if apply_conf_members(members, &cc).is_ok() {
+                        *conf = cc.apply_to(conf);
+                    }
+                }
+                mvcc.skip_events();
+                Ok(())
+            };
+            for e in entries.iter().filter(|e| e.index > checkpointed_index) {
+                if e.index > commit {
+                    break;
+                }
+                replay(e, &mut mvcc, &mut members, &mut conf)?;
+                index = e.index;
+                applied_term = e.term;
+                replayed += 1;
+            }
+            // A sole voter commits its whole log as soon as it leads (its
+            // first entry commits everything before it), which it will
+            // alone: unless the tail changes the configuration, replay it
+            // all now, as a single-member keyspace always did.
+            let tail = entries.iter().filter(|e| e.index > commit);
+            if conf.voters == [me] && tail.clone().all(|e| e.kind == EntryKind::Normal) {
+                for e in tail {
+                    replay(e, &mut mvcc, &mut members, &mut conf)?;
+                    index = e.index;
+                    applied_term = e.term;
+                    replayed += 1;
+                }
+                commit = last.0;
+            }
+            hs.commit = commit;
+            hs.term = hs.term.max(last.1);
+            let snapshot = manifest.as_ref().map(|m| SnapshotMeta {
+                index: m.applied_index,
+                term: m.applied_term,
+                conf: raftstate::decode_membership(&m.membership)
+                    .map(|(c, _)| c)
+                    .unwrap_or_default(),
+            });
+            cfg.applied = index;
+            let start = Start::Restart {
+                hard_state: hs,
+                conf: conf.clone(),
+                snapshot,
+                entries: entries
+                    .into_iter()
+                    .filter(|e| e.index > checkpointed_index)
+                    .collect(),
+            };
+            (start, hs_seq, durable_hs, index, applied_term, replayed)
+        };
+        let mut node = RawNode::new(cfg, start).map_err(|e| e.to_string())?;
+        // etcd's initial election tick advance: a restarted member need not
+        // wait a whole election timeout; a sole voter elects itself now.
+        let advance = if node.conf().voters == [me] {
+            2 * opts.election_ticks.max(2)
+        } else {
+            opts.election_ticks.saturating_sub(1)
+        };
+        for _ in 0..advance {
+            node.tick();
+        }
         let st = mvcc.store_stats();
         tracing::info!(
-            "keyspace recovered: checkpoint at entry {checkpointed_index} ({} segments, {} bytes), \
-             {replayed} WAL entries replayed, revision {}, term {term}",
+            "keyspace recovered: member {me:x}, checkpoint at entry {checkpointed_index} \
+             ({} segments, {} bytes), {replayed} WAL entries replayed, revision {}, term {}, \
+             voters {:x?}, learners {:x?}",
             st.segments,
             st.file_bytes,
-            mvcc.current_revision()
+            mvcc.current_revision(),
+            node.term(),
+            node.conf().voters,
+            node.conf().learners,
         );
         METRICS
             .wal_entries_replayed
             .store(replayed, Ordering::Relaxed);
-        Ok(Shard {
+        let (transport, peer_inbox) = match opts.transport {
+            Some((t, i)) => (Some(t), Some(i)),
+            None => (None, None),
+        };
+        let mut shard = Shard {
             mvcc,
             limits,
             wal: Some(wal),
-            term,
-            last_index,
-            applied_index: last_index,
-            pending: Vec::new(),
-            syncing: Vec::new(),
-            sync_started: None,
-            data_dir: None,
-            lease_deadlines_seeded: false,
+            wal_dir: storage,
+            node,
+            id: me,
+            members,
+            transport,
+            peer_inbox,
+            strict_reconfig: opts.strict_reconfig,
+            name: opts.name,
+            client_urls: opts.client_urls,
+            catchup_entries: opts.catchup_entries,
+            tick_interval: opts.tick_interval,
+            last_raft_tick: None,
+            ticks: 0,
+            durable_hs,
+            hs_seq,
+            in_ready: None,
+            persist_started: None,
+            proposed_since_ready: 0,
+            next_request: 1,
+            waiting: HashMap::new(),
+            read_queue: Vec::new(),
+            reads_in_flight: HashMap::new(),
+            next_read_ctx: 1,
+            reads_ready: Vec::new(),
+            next_publish_tick: 0,
+            removed: false,
+            snapshot_warned: HashSet::new(),
+            applied_index,
             watch: WatchHub::default(),
             now: None,
             lease_deadlines: HashMap::new(),
@@ -475,15 +978,41 @@ impl<S: Storage + Clone + 'static> Shard<S> {
             last_progress_notify: None,
             progress_notify_interval: PROGRESS_NOTIFY_INTERVAL_DEFAULT,
             nospace: None,
+            term_flag: None,
+            data_dir: None,
+            lease_deadlines_seeded: false,
             store,
             checkpoint_policy: CheckpointPolicy::default(),
+            persisting: None,
             checkpoint: None,
+            checkpoint_conf: ConfState::default(),
             checkpointed_index,
+            applied_term,
             wal_release_before: None,
             reclaim_all: false,
             reclaim_check: true,
             checkpoint_retry_at: 0,
-        })
+        };
+        // Peers known from the membership (the rest arrive with conf
+        // changes as they apply).
+        let peers: Vec<Member> = shard.members.members().cloned().collect();
+        for m in peers {
+            shard.add_peer(&m);
+        }
+        if shard.node.conf().voters == [me] {
+            // Persist the election (and a bootstrap) before serving, so a
+            // sole voter answers from its first request on as it always
+            // did.
+            while shard.node.has_ready() {
+                let rd = shard.node.ready();
+                shard.handle_ready(rd)?;
+                if let Some(fut) = shard.persisting_take() {
+                    let (wal, result) = fut.await;
+                    shard.finish_persist(wal, result)?;
+                }
+            }
+        }
+        Ok(shard)
     }
 
     /// When to checkpoint (see [`CheckpointPolicy`]).
@@ -508,19 +1037,38 @@ impl<S: Storage + Clone + 'static> Shard<S> {
         &self.limits
     }
 
+    /// The Raft member's view (tests and logs).
+    pub fn raft_status(&self) -> raft::Status {
+        self.node.status()
+    }
+
+    fn persisting_take(&mut self) -> Option<PersistFuture<S>> {
+        self.persisting.take()
+    }
+
     /// Serves the inbox until every handle is gone. A storage error ends the
     /// shard at once with the error, before anything more is acknowledged;
     /// the caller must stop the process: an fsync is never retried.
     pub async fn run(mut self, mut inbox: Inbox) -> Result<(), String> {
-        inbox.term.store(self.term, Ordering::Relaxed);
+        inbox.term.store(self.node.term(), Ordering::Relaxed);
+        self.term_flag = Some(inbox.term.clone());
         self.nospace = Some(inbox.nospace.clone());
         self.publish_alarms();
-        let mut inflight: Option<SyncFuture<S>> = None;
+        let mut peer_rx = self.peer_inbox.take();
         let mut open = true;
-        while open || inflight.is_some() || !self.pending.is_empty() || self.checkpoint.is_some() {
+        while open
+            || self.persisting.is_some()
+            || self.checkpoint.is_some()
+            || self.node.has_ready()
+        {
+            if self.removed && self.node.role() != Role::Leader {
+                return Err("the member has been permanently removed from the cluster".into());
+            }
             // Drain what is already queued, within a budget.
             let mut handled = 0;
-            while open && handled < INBOX_BUDGET_MESSAGES && self.pending.len() < BATCH_ENTRIES_MAX
+            while open
+                && handled < INBOX_BUDGET_MESSAGES
+                && self.proposed_since_ready < BATCH_ENTRIES_MAX
             {
                 match inbox.rx.try_recv() {
                     Ok(req) => self.handle(req),
@@ -529,30 +1077,51 @@ impl<S: Storage + Clone + 'static> Shard<S> {
                 }
                 handled += 1;
             }
-            if inflight.is_none() && !self.pending.is_empty() {
-                inflight = Some(self.start_sync());
+            let mut peer_handled = 0;
+            if let Some(rx) = peer_rx.as_mut() {
+                while peer_handled < PEER_BUDGET_MESSAGES {
+                    match rx.try_recv() {
+                        Ok(m) => self.on_peer(m)?,
+                        Err(_) => break,
+                    }
+                    peer_handled += 1;
+                }
+            }
+            self.flush_reads();
+            if self.persisting.is_none() && self.node.has_ready() {
+                let rd = self.node.ready();
+                self.handle_ready(rd)?;
             }
             if self.checkpoint.is_none() {
                 self.maybe_checkpoint();
             }
-            if handled == INBOX_BUDGET_MESSAGES {
+            let busy = handled == INBOX_BUDGET_MESSAGES || peer_handled == PEER_BUDGET_MESSAGES;
+            if busy {
                 yield_now().await;
             }
-            // Wait for whichever comes first: a request, the sync, the
-            // checkpoint. After a full budget, only poll (never wait).
-            let poll_only = handled == INBOX_BUDGET_MESSAGES;
+            // Wait for whichever comes first: a request, a peer message, the
+            // persist, the checkpoint. When busy, or with a `Ready` waiting,
+            // only poll (never wait).
+            let poll_only = busy || (self.persisting.is_none() && self.node.has_ready());
+            let persisting = &mut self.persisting;
+            let checkpoint = &mut self.checkpoint;
             let wake = std::future::poll_fn(|cx| {
                 use std::task::Poll;
-                if let Some(fut) = inflight.as_mut() {
+                if let Some(fut) = persisting.as_mut() {
                     if let Poll::Ready((wal, result)) = fut.as_mut().poll(cx) {
-                        inflight = None;
-                        return Poll::Ready(Some(Wake::Synced(wal, result)));
+                        *persisting = None;
+                        return Poll::Ready(Some(Wake::Persisted(wal, result)));
                     }
                 }
-                if let Some(fut) = self.checkpoint.as_mut() {
+                if let Some(fut) = checkpoint.as_mut() {
                     if let Poll::Ready(result) = fut.as_mut().poll(cx) {
-                        self.checkpoint = None;
+                        *checkpoint = None;
                         return Poll::Ready(Some(Wake::Checkpointed(result)));
+                    }
+                }
+                if let Some(rx) = peer_rx.as_mut() {
+                    if let Poll::Ready(Some(m)) = rx.poll_recv(cx) {
+                        return Poll::Ready(Some(Wake::Peer(m)));
                     }
                 }
                 if poll_only {
@@ -565,9 +1134,7 @@ impl<S: Storage + Clone + 'static> Shard<S> {
                         Poll::Pending => Poll::Pending,
                     };
                 }
-                if inflight.is_none() && self.checkpoint.is_none() {
-                    // Nothing to wait for: pending writes start a sync on
-                    // the next turn of the loop.
+                if persisting.is_none() && checkpoint.is_none() {
                     return Poll::Ready(None);
                 }
                 Poll::Pending
@@ -577,11 +1144,678 @@ impl<S: Storage + Clone + 'static> Shard<S> {
                 None => {}
                 Some(Wake::Request(req)) => self.handle(req),
                 Some(Wake::InboxClosed) => open = false,
-                Some(Wake::Synced(wal, result)) => self.finish_sync(wal, result)?,
+                Some(Wake::Peer(m)) => self.on_peer(m)?,
+                Some(Wake::Persisted(wal, result)) => self.finish_persist(wal, result)?,
                 Some(Wake::Checkpointed(result)) => self.finish_checkpoint(result)?,
             }
         }
         Ok(())
+    }
+
+    /// A frame from the peer transport.
+    fn on_peer(&mut self, incoming: Incoming) -> Result<(), String> {
+        match incoming {
+            Incoming::Message {
+                from,
+                group,
+                payload,
+            } => {
+                if group != GROUP_ID {
+                    tracing::debug!("peer {from:x}: message for unknown group {group} dropped");
+                    return Ok(());
+                }
+                let m = match raft::codec::decode(&payload) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!("peer {from:x}: undecodable Raft message dropped: {e}");
+                        return Ok(());
+                    }
+                };
+                if m.from != from {
+                    tracing::warn!(
+                        "peer {from:x}: message claiming to be from {:x} dropped",
+                        m.from
+                    );
+                    return Ok(());
+                }
+                match self.node.step(m) {
+                    Ok(()) => {}
+                    Err(e @ raft::RaftError::CommittedEntryConflict { .. }) => {
+                        return Err(e.to_string());
+                    }
+                    Err(e) => tracing::debug!("peer {from:x}: message refused: {e}"),
+                }
+                Ok(())
+            }
+            Incoming::Snapshot { from, .. } => {
+                tracing::warn!(
+                    "peer {from:x}: snapshot received, but installing snapshots is not \
+                     implemented yet; dropped"
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// Carries out a `Ready` up to its persistence: a snapshot to install
+    /// is not supported yet; entries and a changed term or vote go to disk
+    /// in a future the loop polls, and everything after waits for it.
+    fn handle_ready(&mut self, mut rd: Ready) -> Result<(), String> {
+        self.proposed_since_ready = 0;
+        if let Some(soft) = rd.soft {
+            self.on_soft_state(soft.role, soft.leader);
+        }
+        if let Some(snap) = &rd.snapshot {
+            return Err(format!(
+                "the leader sent a snapshot at entry {}, and installing snapshots is not \
+                 implemented yet",
+                snap.index
+            ));
+        }
+        let hs = rd
+            .hard_state
+            .filter(|hs| hs.term != self.durable_hs.term || hs.vote != self.durable_hs.vote);
+        if rd.entries.is_empty() && hs.is_none() {
+            return self.after_persist(rd);
+        }
+        let mut wal = self
+            .wal
+            .take()
+            .expect("WAL is home when no persist is in flight");
+        let entries = std::mem::take(&mut rd.entries);
+        let hs = hs.map(|hs| {
+            self.hs_seq += 1;
+            (self.hs_seq, hs)
+        });
+        let release = self.wal_release_before.take();
+        let dir = self.wal_dir.clone();
+        self.persist_started = Some(std::time::Instant::now());
+        self.in_ready = Some(rd);
+        self.persisting = Some(Box::pin(async move {
+            let result = async {
+                if let Some(first) = entries.first() {
+                    if first.index <= wal.last_index() {
+                        // A new leader overwrote this member's uncommitted
+                        // suffix.
+                        wal.truncate_after(first.index - 1)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                    }
+                }
+                for e in &entries {
+                    wal.append(e.term, e.index, &raftstate::wal_payload(e.kind, &e.data));
+                }
+                if let Some(index) = release {
+                    // Entries a durable checkpoint covers are no longer needed.
+                    let index = index.min(wal.last_index() + 1);
+                    wal.release_before(index).await.map_err(|e| e.to_string())?;
+                }
+                wal.sync().await.map_err(|e| e.to_string())?;
+                if let Some((seq, hs)) = hs {
+                    raftstate::write_hard_state(&dir, seq, &hs)
+                        .await
+                        .map_err(|e| format!("writing the Raft hard state: {e}"))?;
+                }
+                Ok::<(), String>(())
+            }
+            .await;
+            (wal, result)
+        }));
+        Ok(())
+    }
+
+    fn finish_persist(&mut self, wal: Wal<S>, result: Result<(), String>) -> Result<(), String> {
+        // Never retry an fsync: the page cache may have dropped the data
+        // it failed to write. Stop before acknowledging anything.
+        result.map_err(|e| format!("persisting the Raft log failed: {e}"))?;
+        self.wal = Some(wal);
+        let rd = self.in_ready.take().expect("a Ready was being persisted");
+        if let Some(hs) = rd.hard_state {
+            if hs.term != self.durable_hs.term || hs.vote != self.durable_hs.vote {
+                self.durable_hs = hs;
+            }
+        }
+        let took = self
+            .persist_started
+            .take()
+            .map(|t| t.elapsed())
+            .unwrap_or_default();
+        METRICS.record_sync(rd.committed.len() as u64, took);
+        self.after_persist(rd)
+    }
+
+    /// The rest of a `Ready` once its entries and hard state are durable:
+    /// send its messages, apply its committed entries, release its reads.
+    fn after_persist(&mut self, rd: Ready) -> Result<(), String> {
+        for m in rd.messages {
+            self.send(m);
+        }
+        for e in rd.committed {
+            self.apply(e)?;
+        }
+        for rs in rd.read_states {
+            if let Some((ops, _)) = self.reads_in_flight.remove(&rs.ctx) {
+                for (op, arrived) in ops {
+                    self.reads_ready.push((rs.index, op, arrived));
+                }
+            }
+        }
+        self.node.advance();
+        self.serve_ready_reads();
+        if let Some(t) = &self.term_flag {
+            t.store(self.node.term(), Ordering::Relaxed);
+        }
+        if self.watch.has_unsynced() {
+            self.watch.catch_up(&self.mvcc);
+        }
+        METRICS
+            .applied_index
+            .store(self.applied_index, Ordering::Relaxed);
+        METRICS
+            .revision
+            .store(self.mvcc.current_revision() as u64, Ordering::Relaxed);
+        self.publish_sizes();
+        Ok(())
+    }
+
+    fn on_soft_state(&mut self, role: Role, leader: Option<NodeId>) {
+        tracing::info!(
+            "raft: member {:x} is {role:?} in term {}, leader {}",
+            self.id,
+            self.node.term(),
+            leader.map_or_else(|| "unknown".to_string(), |l| format!("{l:x}"))
+        );
+        if role == Role::Leader {
+            // A new leader gives every lease its full TTL again (the old
+            // leader's deadlines were its own), as etcd's lessor promotes.
+            self.lease_deadlines.clear();
+            self.lease_revoking.clear();
+            if let Some(now) = self.now {
+                for (id, ttl) in self.mvcc.leases() {
+                    self.lease_deadlines
+                        .insert(id, now + Duration::from_secs(ttl as u64));
+                }
+                self.lease_deadlines_seeded = true;
+            } else {
+                self.lease_deadlines_seeded = false;
+            }
+        }
+        if let Some(t) = &self.term_flag {
+            t.store(self.node.term(), Ordering::Relaxed);
+        }
+    }
+
+    fn add_peer(&mut self, m: &Member) {
+        if m.id == self.id || m.peer_urls.is_empty() {
+            return;
+        }
+        if let Some(t) = &self.transport {
+            match t.add_peer(m.id, m.peer_urls.clone()) {
+                Ok(()) | Err(crate::peer::PeerError::AlreadyKnown(_)) => {}
+                Err(e) => tracing::warn!("peer {:x}: cannot add: {e}", m.id),
+            }
+        }
+    }
+
+    fn send(&mut self, m: raft::Message) {
+        let to = m.to;
+        if let MessageBody::Snapshot { meta } = &m.body {
+            // Shipping the revision store to a follower is not implemented
+            // yet: report the failure so the leader probes again later.
+            if self.snapshot_warned.insert(to) {
+                tracing::warn!(
+                    "member {to:x} needs a snapshot (entry {}): sending snapshots is not \
+                     implemented yet",
+                    meta.index
+                );
+            }
+            self.node.report_snapshot(to, false);
+            return;
+        }
+        let Some(t) = &self.transport else {
+            return;
+        };
+        if let Err(e) = t.send(to, GROUP_ID, raft::codec::encode(&m)) {
+            tracing::debug!("raft message to {to:x} not sent: {e}");
+            self.node.report_unreachable(to);
+        }
+    }
+
+    /// Applies one committed entry and answers its proposer if that is
+    /// this member.
+    fn apply(&mut self, e: raft::Entry) -> Result<(), String> {
+        debug_assert_eq!(e.index, self.applied_index + 1, "entries apply in order");
+        let rev_before = self.mvcc.current_revision();
+        let effect = apply_entry_state(&mut self.mvcc, &mut self.members, &e)?;
+        debug_assert!(
+            self.mvcc.current_revision() >= rev_before,
+            "revisions never go backwards"
+        );
+        self.applied_index = e.index;
+        self.applied_term = e.term;
+        match effect {
+            Effect::None => {}
+            Effect::Command {
+                origin,
+                request,
+                command,
+                result,
+            } => {
+                if self.watch.watcher_count() == 0 {
+                    // Building events reads previous values back (prev_kv);
+                    // with no watcher nobody would read them. Later watchers
+                    // catch up from history.
+                    self.mvcc.skip_events();
+                } else {
+                    let events = self.mvcc.take_events();
+                    self.watch.publish(self.mvcc.current_revision(), &events);
+                }
+                match (&command, &result) {
+                    (Command::LeaseGrant { id, ttl_secs }, Ok(_)) => {
+                        if let Some(now) = self.now {
+                            self.lease_deadlines
+                                .insert(*id, now + Duration::from_secs(*ttl_secs as u64));
+                        }
+                    }
+                    (Command::LeaseRevoke { id }, _) => {
+                        self.lease_deadlines.remove(id);
+                        self.lease_revoking.remove(id);
+                    }
+                    (Command::Alarm { .. }, _) => self.publish_alarms(),
+                    (Command::Compact(_), Ok(_)) => self.reclaim_check = true,
+                    _ => {}
+                }
+                if origin == self.id {
+                    if let Some((Waiter::Write(reply), _)) = self.waiting.remove(&request) {
+                        let res = result.map(|v| self.header(v)).map_err(ShardError::from);
+                        let _ = reply.send(res);
+                    }
+                }
+            }
+            Effect::Conf(cc) => {
+                let result = apply_conf_members(&mut self.members, &cc);
+                match &result {
+                    Ok(changed) => {
+                        let conf = self.node.apply_conf_change(&cc);
+                        tracing::info!(
+                            "applied {:?} of member {:x} at entry {}: voters {:x?}, learners {:x?}",
+                            cc.kind,
+                            cc.node,
+                            e.index,
+                            conf.voters,
+                            conf.learners
+                        );
+                        match cc.kind {
+                            ConfChangeKind::Remove => {
+                                if cc.node == self.id {
+                                    tracing::warn!(
+                                        "this member was removed from the cluster; it stops \
+                                         once it no longer leads"
+                                    );
+                                    self.removed = true;
+                                } else if let Some(t) = &self.transport {
+                                    let _ = t.remove_peer(cc.node);
+                                }
+                            }
+                            _ => {
+                                if let Some(m) = changed.clone() {
+                                    self.add_peer(&m);
+                                }
+                            }
+                        }
+                    }
+                    Err(err) => {
+                        tracing::warn!(
+                            "conf change {:?} of {:x} at entry {} refused: {err}",
+                            cc.kind,
+                            cc.node,
+                            e.index
+                        );
+                        self.node.reject_conf_change(&cc);
+                    }
+                }
+                if let Some((origin, request)) = conf_origin(&cc) {
+                    if origin == self.id {
+                        let node = cc.node;
+                        self.answer_member(
+                            request,
+                            result.map(|m| {
+                                m.unwrap_or(Member {
+                                    id: node,
+                                    name: String::new(),
+                                    peer_urls: Vec::new(),
+                                    client_urls: Vec::new(),
+                                    is_learner: false,
+                                })
+                            }),
+                        );
+                    }
+                }
+            }
+            Effect::UpdatePeers {
+                origin,
+                request,
+                member,
+                result,
+            } => {
+                if result.is_ok() && member.id != self.id {
+                    if let Some(t) = &self.transport {
+                        let _ = t.update_peer_urls(member.id, member.peer_urls.clone());
+                    }
+                }
+                if origin == self.id {
+                    self.answer_member(request, result.map(|()| member));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn answer_member(&mut self, request: u64, result: Result<Member, MembershipError>) {
+        if let Some((Waiter::Member(reply), _)) = self.waiting.remove(&request) {
+            let members = self.members.members().cloned().collect();
+            let res = result
+                .map(|member| self.header(MemberChanged { member, members }))
+                .map_err(ShardError::Membership);
+            let _ = reply.send(res);
+        }
+    }
+
+    fn next_request_id(&mut self) -> u64 {
+        let r = self.next_request;
+        self.next_request += 1;
+        r
+    }
+
+    fn is_learner(&self) -> bool {
+        self.node.conf().is_learner(self.id)
+    }
+
+    /// A sole voter that leads answers linearizable reads from its applied
+    /// state: every write it acknowledged is applied.
+    fn reads_locally(&self) -> bool {
+        self.node.role() == Role::Leader && self.node.conf().voters == [self.id]
+    }
+
+    /// Proposes a client command; `false` if it was refused at once (the
+    /// reply was answered).
+    fn propose_command(&mut self, cmd: Command, reply: Reply<Applied>) -> bool {
+        if self.is_learner() {
+            let _ = reply.send(Err(ShardError::NotForLearner));
+            return false;
+        }
+        let bytes = cmd.encode();
+        let request = self.next_request_id();
+        let data = raftstate::command_entry(self.id, request, &bytes);
+        match self.node.propose(data) {
+            Ok(()) => {
+                self.proposed_since_ready += 1;
+                self.waiting
+                    .insert(request, (Waiter::Write(reply), self.ticks));
+                true
+            }
+            Err(e) => {
+                let _ = reply.send(Err(propose_error(e)));
+                false
+            }
+        }
+    }
+
+    fn read(&mut self, op: ReadOp, serializable: bool) {
+        if serializable || self.reads_locally() {
+            self.serve_read(op);
+            return;
+        }
+        let fail = if self.is_learner() {
+            Some(ShardError::NotForLearner)
+        } else if self.node.leader().is_none() {
+            Some(ShardError::NoLeader)
+        } else {
+            None
+        };
+        match fail {
+            Some(e) => match op {
+                ReadOp::Range(_, reply) => {
+                    let _ = reply.send(Err(e));
+                }
+                ReadOp::Txn(_, reply) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
+            None => self.read_queue.push((op, self.ticks)),
+        }
+    }
+
+    fn serve_read(&mut self, op: ReadOp) {
+        match op {
+            ReadOp::Range(r, reply) => {
+                let res = self
+                    .mvcc
+                    .range(&r)
+                    .map(|v| self.header(v))
+                    .map_err(ShardError::from);
+                self.log_corruption();
+                let _ = reply.send(res);
+            }
+            ReadOp::Txn(txn, reply) => {
+                let rev_before = self.mvcc.current_revision();
+                let res = self
+                    .mvcc
+                    .apply(&Command::Txn(txn))
+                    .map(|v| self.header(v))
+                    .map_err(ShardError::from);
+                assert_eq!(
+                    self.mvcc.current_revision(),
+                    rev_before,
+                    "a read-only txn takes no revision"
+                );
+                self.log_corruption();
+                let _ = reply.send(res);
+            }
+        }
+    }
+
+    /// Sends the queued linearizable reads as one ReadIndex request.
+    fn flush_reads(&mut self) {
+        if self.read_queue.is_empty() {
+            return;
+        }
+        let ops = std::mem::take(&mut self.read_queue);
+        let ctx = self.next_read_ctx;
+        self.next_read_ctx += 1;
+        self.node.read_index(ctx);
+        self.reads_in_flight.insert(ctx, (ops, self.ticks));
+    }
+
+    fn serve_ready_reads(&mut self) {
+        if self.reads_ready.is_empty() {
+            return;
+        }
+        let applied = self.applied_index;
+        let (now, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.reads_ready)
+            .into_iter()
+            .partition(|(index, _, _)| *index <= applied);
+        self.reads_ready = later;
+        for (_, op, _) in now {
+            self.serve_read(op);
+        }
+    }
+
+    /// Re-sends ReadIndex requests that went unanswered, and times out
+    /// reads and proposals that waited too long.
+    fn sweep(&mut self) {
+        let ticks = self.ticks;
+        let stale: Vec<u64> = self
+            .reads_in_flight
+            .iter()
+            .filter(|(_, (_, sent))| sent + READ_RETRY_TICKS <= ticks)
+            .map(|(ctx, _)| *ctx)
+            .collect();
+        for ctx in stale {
+            let (ops, _) = self.reads_in_flight.remove(&ctx).expect("listed");
+            for (op, arrived) in ops {
+                if arrived + REQUEST_TIMEOUT_TICKS <= ticks {
+                    fail_read(op, ShardError::Timeout);
+                } else {
+                    self.read_queue.push((op, arrived));
+                }
+            }
+        }
+        let expired: Vec<u64> = self
+            .waiting
+            .iter()
+            .filter(|(_, (_, at))| at + REQUEST_TIMEOUT_TICKS <= ticks)
+            .map(|(r, _)| *r)
+            .collect();
+        for r in expired {
+            match self.waiting.remove(&r).expect("listed").0 {
+                Waiter::Write(reply) => {
+                    let _ = reply.send(Err(ShardError::Timeout));
+                }
+                Waiter::Member(reply) => {
+                    let _ = reply.send(Err(ShardError::Timeout));
+                }
+            }
+        }
+        let (late, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.reads_ready)
+            .into_iter()
+            .partition(|(_, _, arrived)| arrived + REQUEST_TIMEOUT_TICKS <= ticks);
+        self.reads_ready = keep;
+        for (_, op, _) in late {
+            fail_read(op, ShardError::Timeout);
+        }
+    }
+
+    /// Publishes this member's name and client URLs through the log until
+    /// the member set holds them (etcd's `publishV3`).
+    fn maybe_publish(&mut self) {
+        if self.name.is_empty() || self.ticks < self.next_publish_tick {
+            return;
+        }
+        let Some(m) = self.members.member(self.id) else {
+            return;
+        };
+        if m.name == self.name && m.client_urls == self.client_urls {
+            return;
+        }
+        if self.node.leader().is_none() {
+            return;
+        }
+        let mut m = m.clone();
+        m.name = self.name.clone();
+        m.client_urls = self.client_urls.clone();
+        if self.node.propose(raftstate::attributes_entry(&m)).is_ok() {
+            self.proposed_since_ready += 1;
+        }
+        self.next_publish_tick = self.ticks + PUBLISH_RETRY_TICKS;
+    }
+
+    fn member_change(&mut self, op: MemberOp, reply: Reply<MemberChanged>) {
+        match self.propose_member_change(op) {
+            Ok(request) => {
+                self.waiting
+                    .insert(request, (Waiter::Member(reply), self.ticks));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
+    fn propose_member_change(&mut self, op: MemberOp) -> Result<u64, ShardError> {
+        if self.is_learner() {
+            return Err(ShardError::NotForLearner);
+        }
+        if self.node.leader().is_none() {
+            return Err(ShardError::NoLeader);
+        }
+        let strict = self.strict_reconfig;
+        let request = self.next_request_id();
+        let me = self.id;
+        let cc = match op {
+            MemberOp::Add {
+                peer_urls,
+                is_learner,
+                now_unix_secs,
+            } => {
+                let m = Member::for_member_add(&peer_urls, is_learner, now_unix_secs)
+                    .map_err(ShardError::Membership)?;
+                self.members
+                    .check_add(&m, strict)
+                    .map_err(ShardError::Membership)?;
+                let kind = if is_learner {
+                    ConfChangeKind::AddLearner
+                } else {
+                    ConfChangeKind::AddVoter
+                };
+                ConfChange {
+                    kind,
+                    node: m.id,
+                    context: raftstate::conf_context(me, request, &m),
+                }
+            }
+            MemberOp::Remove { id } => {
+                self.members
+                    .check_remove(id, strict)
+                    .map_err(ShardError::Membership)?;
+                let m = self.members.member(id).cloned().expect("checked");
+                ConfChange {
+                    kind: ConfChangeKind::Remove,
+                    node: id,
+                    context: raftstate::conf_context(me, request, &m),
+                }
+            }
+            MemberOp::Promote { id } => {
+                // Only the leader knows how far a learner got (etcd forwards
+                // the request to it).
+                if self.node.role() != Role::Leader {
+                    return Err(ShardError::NotLeader);
+                }
+                let st = self.node.status();
+                let progress = st
+                    .progress
+                    .get(&id)
+                    .zip(st.progress.get(&me))
+                    .map(|(p, l)| (p.match_index, l.match_index));
+                let progress = if self.members.member(id).is_some() {
+                    progress
+                } else {
+                    None
+                };
+                self.members
+                    .check_promote(id, progress, strict)
+                    .map_err(ShardError::Membership)?;
+                let m = self.members.member(id).cloned().expect("checked");
+                ConfChange {
+                    kind: ConfChangeKind::PromoteLearner,
+                    node: id,
+                    context: raftstate::conf_context(me, request, &m),
+                }
+            }
+            MemberOp::Update { id, peer_urls } => {
+                self.members
+                    .check_update(id, &peer_urls)
+                    .map_err(ShardError::Membership)?;
+                let mut m = self.members.member(id).cloned().expect("checked");
+                m.peer_urls = crate::membership::normalize_urls(&peer_urls)
+                    .map_err(ShardError::Membership)?;
+                self.node
+                    .propose(raftstate::update_peers_entry(me, request, &m))
+                    .map_err(propose_error)?;
+                self.proposed_since_ready += 1;
+                return Ok(request);
+            }
+        };
+        self.node.propose_conf_change(cc).map_err(propose_error)?;
+        self.proposed_since_ready += 1;
+        Ok(request)
+    }
+
+    fn cluster_view(&self) -> ClusterView {
+        ClusterView {
+            members: self.members.members().cloned().collect(),
+            leader: self.node.leader().unwrap_or(0),
+        }
     }
 
     /// Starts a checkpoint when the policy says one is due.
@@ -622,6 +1856,9 @@ impl<S: Storage + Clone + 'static> Shard<S> {
             plan.record_bytes(),
             plan.retired.len()
         );
+        let mut plan = plan;
+        plan.manifest.membership = raftstate::encode_membership(self.node.conf(), &self.members);
+        self.checkpoint_conf = self.node.conf().clone();
         let store = self.store.clone();
         self.checkpoint = Some(Box::pin(crate::revstore::write(store, plan)));
     }
@@ -651,7 +1888,18 @@ impl<S: Storage + Clone + 'static> Shard<S> {
             "checkpoints never go backwards"
         );
         self.checkpointed_index = covered;
-        self.wal_release_before = Some(covered + 1);
+        // The in-memory Raft log keeps `catchup_entries` before the
+        // checkpoint for slow followers; the WAL keeps no more than that.
+        self.node.snapshot_created(
+            SnapshotMeta {
+                index: covered,
+                term: written.manifest.applied_term,
+                conf: std::mem::take(&mut self.checkpoint_conf),
+            },
+            self.catchup_entries,
+        );
+        let first = self.node.status().first_index;
+        self.wal_release_before = Some(first.min(covered + 1));
         self.reclaim_check = true;
         METRICS.checkpoints.fetch_add(1, Ordering::Relaxed);
         METRICS
@@ -682,37 +1930,27 @@ impl<S: Storage + Clone + 'static> Shard<S> {
         Revisioned {
             value,
             revision: self.mvcc.current_revision(),
-            raft_term: self.term,
+            raft_term: self.node.term(),
         }
     }
 
     fn handle(&mut self, req: Request) {
         match req {
             Request::Range(r, reply) => {
-                let res = self
-                    .mvcc
-                    .range(&r)
-                    .map(|v| self.header(v))
-                    .map_err(ShardError::from);
-                self.log_corruption();
-                let _ = reply.send(res);
+                let serializable = r.serializable;
+                self.read(ReadOp::Range(r, reply), serializable);
             }
-            Request::Write(cmd, reply) => self.pending.push((cmd, reply)),
+            Request::Write(cmd, reply) => {
+                self.propose_command(cmd, reply);
+            }
             Request::ReadTxn(txn, reply) => {
-                let rev_before = self.mvcc.current_revision();
-                let res = self
-                    .mvcc
-                    .apply(&Command::Txn(txn))
-                    .map(|v| self.header(v))
-                    .map_err(ShardError::from);
-                assert_eq!(
-                    self.mvcc.current_revision(),
-                    rev_before,
-                    "a read-only txn takes no revision"
-                );
-                self.log_corruption();
-                let _ = reply.send(res);
+                let serializable = txn_serializable(&txn);
+                self.read(ReadOp::Txn(txn, reply), serializable);
             }
+            Request::Members(reply) => {
+                let _ = reply.send(Ok(self.header(self.cluster_view())));
+            }
+            Request::MemberChange(op, reply) => self.member_change(op, reply),
             Request::Status(reply) => {
                 let _ = reply.send(self.status());
             }
@@ -741,6 +1979,12 @@ impl<S: Storage + Clone + 'static> Shard<S> {
             Request::WatchClose(stream) => self.watch.close(stream),
             Request::LeaseKeepAlive(id, now, reply) => {
                 self.observe(now);
+                if self.node.role() != Role::Leader {
+                    // Lease deadlines live on the leader (forwarding
+                    // keep-alives to it is not implemented yet).
+                    let _ = reply.send(Err(ShardError::NotLeader));
+                    return;
+                }
                 let ttl = match self.mvcc.lease_ttl(id) {
                     Some(ttl) if !self.lease_revoking.contains(&id) => {
                         self.lease_deadlines
@@ -828,6 +2072,33 @@ impl<S: Storage + Clone + 'static> Shard<S> {
     fn tick(&mut self, now: Instant) {
         self.observe(now);
         let now = self.now.expect("just observed");
+        self.ticks += 1;
+        match self.last_raft_tick {
+            None => self.last_raft_tick = Some(now),
+            Some(mut last) => {
+                let mut n = 0;
+                while now.duration_since(last) >= self.tick_interval {
+                    if n == RAFT_TICKS_PER_CALL_MAX {
+                        last = now;
+                        break;
+                    }
+                    self.node.tick();
+                    last += self.tick_interval;
+                    n += 1;
+                }
+                self.last_raft_tick = Some(last);
+            }
+        }
+        self.sweep();
+        self.maybe_publish();
+        if self.node.role() != Role::Leader {
+            // Only the leader expires leases.
+            if self.watch.has_unsynced() {
+                self.watch.catch_up(&self.mvcc);
+            }
+            self.progress_notify(now);
+            return;
+        }
         // Leases recovered from the log, or granted before the first tick,
         // start their full TTL now; later grants get theirs when applied.
         if !self.lease_deadlines_seeded {
@@ -846,13 +2117,18 @@ impl<S: Storage + Clone + 'static> Shard<S> {
             .collect();
         for id in expired {
             // Expiry is a logged revoke, like a client's: replay is exact.
-            self.lease_revoking.insert(id);
             let (tx, _rx) = oneshot::channel();
-            self.pending.push((Command::LeaseRevoke { id }, tx));
+            if self.propose_command(Command::LeaseRevoke { id }, tx) {
+                self.lease_revoking.insert(id);
+            }
         }
         if self.watch.has_unsynced() {
             self.watch.catch_up(&self.mvcc);
         }
+        self.progress_notify(now);
+    }
+
+    fn progress_notify(&mut self, now: Instant) {
         let due = self
             .last_progress_notify
             .is_none_or(|t| now.duration_since(t) >= self.progress_notify_interval);
@@ -867,131 +2143,37 @@ impl<S: Storage + Clone + 'static> Shard<S> {
     pub fn status(&self) -> ShardStatus {
         let st = self.mvcc.store_stats();
         ShardStatus {
+            leader: self.node.leader().unwrap_or(0),
+            is_learner: self.is_learner(),
             revision: self.mvcc.current_revision(),
             compact_revision: self.mvcc.compact_revision(),
-            raft_term: self.term,
-            raft_index: self.last_index,
+            raft_term: self.node.term(),
+            raft_index: self.node.status().commit,
             applied_index: self.applied_index,
             db_size_bytes: (st.file_bytes + st.mem_bytes).max(1),
             db_size_in_use_bytes: (st.live_file_bytes + st.mem_bytes).max(1),
             alarms: self.mvcc.alarms().to_vec(),
         }
     }
+}
 
-    fn start_sync(&mut self) -> SyncFuture<S> {
-        assert!(self.syncing.is_empty(), "one sync in flight at a time");
-        let mut wal = self
-            .wal
-            .take()
-            .expect("WAL is home when no sync is in flight");
-        let n = self.pending.len().min(BATCH_ENTRIES_MAX);
-        self.syncing.extend(self.pending.drain(..n));
-        self.sync_started = Some(std::time::Instant::now());
-        let mut batch = std::mem::take(&mut self.syncing);
-        batch.retain_mut(|(cmd, reply)| {
-            let bytes = cmd.encode();
-            if bytes.len() > raftlog::RECORD_PAYLOAD_BYTES_MAX {
-                // Only reachable with --max-request-bytes raised past what a
-                // log record holds: refuse it like etcd's size limit.
-                let (tx, _) = oneshot::channel();
-                let _ = std::mem::replace(reply, tx).send(Err(ShardError::TooLarge));
-                return false;
-            }
-            self.last_index += 1;
-            wal.append(self.term, self.last_index, &bytes);
-            true
-        });
-        self.syncing = batch;
-        let release = self.wal_release_before.take();
-        Box::pin(async move {
-            if let Some(index) = release {
-                // Entries a durable checkpoint covers are no longer needed.
-                if let Err(e) = wal.release_before(index).await {
-                    return (wal, Err(e));
-                }
-            }
-            let result = wal.sync().await;
-            (wal, result)
-        })
+fn fail_read(op: ReadOp, e: ShardError) {
+    match op {
+        ReadOp::Range(_, reply) => {
+            let _ = reply.send(Err(e));
+        }
+        ReadOp::Txn(_, reply) => {
+            let _ = reply.send(Err(e));
+        }
     }
+}
 
-    fn finish_sync(
-        &mut self,
-        wal: Wal<S>,
-        result: Result<u64, raftlog::WalError>,
-    ) -> Result<(), String> {
-        match result {
-            Ok(durable) => assert_eq!(
-                durable, self.last_index,
-                "a sync makes every appended entry durable"
-            ),
-            // Never retry an fsync: the page cache may have dropped the data
-            // it failed to write. Stop before acknowledging anything; the
-            // replies of the batch are dropped unanswered.
-            Err(e) => return Err(format!("WAL sync failed: {e}")),
-        }
-        self.wal = Some(wal);
-        let took = self
-            .sync_started
-            .take()
-            .map(|t| t.elapsed())
-            .unwrap_or_default();
-        METRICS.record_sync(self.syncing.len() as u64, took);
-        for (cmd, reply) in std::mem::take(&mut self.syncing) {
-            let rev_before = self.mvcc.current_revision();
-            let res = self.mvcc.apply(&cmd);
-            if res == Err(engine::Error::Corrupt) {
-                // The outcome read damaged bytes: stop before answering.
-                let c = self.mvcc.take_corruption();
-                return Err(format!(
-                    "applying WAL entry {}: {}",
-                    self.applied_index + 1,
-                    c.map_or_else(|| "corrupt".to_string(), |c| c.to_string())
-                ));
-            }
-            debug_assert!(
-                self.mvcc.current_revision() >= rev_before,
-                "revisions never go backwards"
-            );
-            self.applied_index += 1;
-            if self.watch.watcher_count() == 0 {
-                // Building events reads previous values back (prev_kv);
-                // with no watcher nobody would read them. Later watchers
-                // catch up from history.
-                self.mvcc.skip_events();
-            } else {
-                let events = self.mvcc.take_events();
-                self.watch.publish(self.mvcc.current_revision(), &events);
-            }
-            match (&cmd, &res) {
-                (Command::LeaseGrant { id, ttl_secs }, Ok(_)) => {
-                    if let Some(now) = self.now {
-                        self.lease_deadlines
-                            .insert(*id, now + Duration::from_secs(*ttl_secs as u64));
-                    }
-                }
-                (Command::LeaseRevoke { id }, _) => {
-                    self.lease_deadlines.remove(id);
-                    self.lease_revoking.remove(id);
-                }
-                (Command::Alarm { .. }, _) => self.publish_alarms(),
-                (Command::Compact(_), Ok(_)) => self.reclaim_check = true,
-                _ => {}
-            }
-            let res = res.map(|v| self.header(v)).map_err(ShardError::from);
-            let _ = reply.send(res);
-        }
-        debug_assert_eq!(self.applied_index, self.last_index);
-        if self.watch.has_unsynced() {
-            self.watch.catch_up(&self.mvcc);
-        }
-        METRICS
-            .applied_index
-            .store(self.applied_index, Ordering::Relaxed);
-        METRICS
-            .revision
-            .store(self.mvcc.current_revision() as u64, Ordering::Relaxed);
-        self.publish_sizes();
-        Ok(())
-    }
+/// etcd serves a read-only transaction without a ReadIndex round only when
+/// every range in it is serializable.
+fn txn_serializable(t: &engine::TxnRequest) -> bool {
+    t.success.iter().chain(t.failure.iter()).all(|op| match op {
+        engine::RequestOp::Range(r) => r.serializable,
+        engine::RequestOp::Txn(t) => txn_serializable(t),
+        _ => true,
+    }) && (!t.success.is_empty() || !t.failure.is_empty())
 }

@@ -32,6 +32,7 @@ impl Cluster {
                     cfg,
                     Start::Bootstrap {
                         voters: voters.to_vec(),
+                        contexts: Vec::new(),
                     },
                 )
                 .unwrap();

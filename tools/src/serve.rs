@@ -66,6 +66,22 @@ pub fn main(args: Vec<String>, env: Vec<(String, String)>) -> i32 {
             .unwrap_or(net::shard::PROGRESS_NOTIFY_INTERVAL_DEFAULT),
         force_epoll: config.force_epoll,
         cores: config.cores.max(1),
+        listen_peer: if config.flags.is_set("listen-peer-urls")
+            || config.initial_cluster.len() > 1
+            || config.initial_cluster_state == crate::config::ClusterState::Existing
+        {
+            config.listen_peer_urls.iter().map(|u| u.addr).collect()
+        } else {
+            Vec::new()
+        },
+        initial_cluster: config.initial_cluster.clone(),
+        join_existing: config.initial_cluster_state == crate::config::ClusterState::Existing,
+        heartbeat_interval: std::time::Duration::from_millis(
+            config.flags.uint("heartbeat-interval"),
+        ),
+        election_timeout: std::time::Duration::from_millis(config.flags.uint("election-timeout")),
+        snapshot_catchup_entries: config.flags.uint("snapshot-catchup-entries").max(1),
+        strict_reconfig: config.flags.boolean("strict-reconfig-check"),
         checkpoint: {
             let d = net::shard::CheckpointPolicy::default();
             let or_default = |v: u64, d: u64| if v == 0 { d } else { v };

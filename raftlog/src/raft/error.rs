@@ -58,7 +58,7 @@ impl fmt::Display for StartError {
         match self {
             StartError::Config(e) => write!(f, "bad raft config: {e}"),
             StartError::BadVoters => {
-                f.write_str("bootstrap voters must be non-empty, distinct, non-zero")
+                f.write_str("bootstrap voters must be non-empty, distinct, non-zero, with one context each or none")
             }
             StartError::BadRestart(why) => write!(f, "inconsistent restart state: {why}"),
         }

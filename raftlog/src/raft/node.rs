@@ -40,6 +40,11 @@ pub enum Start {
     Bootstrap {
         /// The founding voters.
         voters: Vec<NodeId>,
+        /// Each founding voter's conf-change context, in the order of
+        /// `voters`, or empty for none. The application keeps what a member
+        /// that joins later must learn from the log here (etcd keeps the
+        /// member's URLs), so every founding member must pass the same.
+        contexts: Vec<Vec<u8>>,
     },
     /// A member restarting from its durable state.
     Restart {
@@ -228,11 +233,14 @@ impl RawNode {
             cfg,
         };
         match start {
-            Start::Bootstrap { voters } => {
+            Start::Bootstrap { voters, contexts } => {
                 let mut sorted = voters.clone();
                 sorted.sort_unstable();
                 sorted.dedup();
                 if sorted.is_empty() || sorted.len() != voters.len() || sorted[0] == NO_NODE {
+                    return Err(StartError::BadVoters);
+                }
+                if !contexts.is_empty() && contexts.len() != voters.len() {
                     return Err(StartError::BadVoters);
                 }
                 let ents: Vec<Entry> = voters
@@ -242,7 +250,12 @@ impl RawNode {
                         term: 1,
                         index: i as u64 + 1,
                         kind: EntryKind::ConfChange,
-                        data: ConfChange::new(ConfChangeKind::AddVoter, *v).encode(),
+                        data: ConfChange {
+                            kind: ConfChangeKind::AddVoter,
+                            node: *v,
+                            context: contexts.get(i).cloned().unwrap_or_default(),
+                        }
+                        .encode(),
                     })
                     .collect();
                 let last = node.log.append(ents);
@@ -1309,6 +1322,25 @@ impl RawNode {
             self.leader_conf_changed();
         }
         self.check_invariants();
+        self.conf.clone()
+    }
+
+    /// Skips a committed configuration change that the application's own
+    /// validation refused (etcd does the same: it applies such a change to
+    /// Raft as a no-op). The refusal must be deterministic, so that every
+    /// member skips it alike. Call it instead of
+    /// [`RawNode::apply_conf_change`], in the same order. Returns the
+    /// (unchanged) configuration.
+    ///
+    /// # Panics
+    ///
+    /// If `cc` is not the next conf change handed out.
+    pub fn reject_conf_change(&mut self, cc: &ConfChange) -> ConfState {
+        let expected = self
+            .conf_changes_to_apply
+            .pop_front()
+            .expect("reject_conf_change without a conf change entry handed out");
+        assert_eq!(&expected, cc, "conf changes applied out of order");
         self.conf.clone()
     }
 

@@ -99,6 +99,7 @@ fn vote_is_granted_once_per_term() {
         cfg,
         Start::Bootstrap {
             voters: vec![1, 2, 3],
+            contexts: Vec::new(),
         },
     )
     .unwrap();

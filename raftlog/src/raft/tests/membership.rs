@@ -237,6 +237,7 @@ fn no_campaign_while_a_committed_change_is_unapplied() {
         cfg,
         Start::Bootstrap {
             voters: vec![1, 2, 3],
+            contexts: Vec::new(),
         },
     )
     .unwrap();
@@ -259,7 +260,14 @@ fn no_campaign_while_a_committed_change_is_unapplied() {
 #[should_panic(expected = "advance() before applying every conf change")]
 fn advance_without_applying_a_conf_change_panics() {
     use crate::raft::{RawNode, Start};
-    let mut n = RawNode::new(super::net::config(1), Start::Bootstrap { voters: vec![1] }).unwrap();
+    let mut n = RawNode::new(
+        super::net::config(1),
+        Start::Bootstrap {
+            voters: vec![1],
+            contexts: Vec::new(),
+        },
+    )
+    .unwrap();
     let _rd = n.ready();
     n.advance();
 }

@@ -84,6 +84,7 @@ impl Net {
                 cfg.clone(),
                 Start::Bootstrap {
                     voters: voters.clone(),
+                    contexts: Vec::new(),
                 },
             )
             .expect("bootstrap");

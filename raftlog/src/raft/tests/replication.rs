@@ -349,7 +349,13 @@ fn restart_refuses_inconsistent_state() {
         assert_eq!(restart(hs, entries), Err(StartError::BadRestart(why)));
     }
     assert!(matches!(
-        RawNode::new(config(1), Start::Bootstrap { voters: vec![1, 1] }),
+        RawNode::new(
+            config(1),
+            Start::Bootstrap {
+                voters: vec![1, 1],
+                contexts: Vec::new()
+            }
+        ),
         Err(StartError::BadVoters)
     ));
     let mut bad = config(1);
