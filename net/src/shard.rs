@@ -911,14 +911,11 @@ impl<S: Storage + Clone + 'static> Shard<S> {
         };
         let mut node = RawNode::new(cfg, start).map_err(|e| e.to_string())?;
         // etcd's initial election tick advance: a restarted member need not
-        // wait a whole election timeout; a sole voter elects itself now.
-        let advance = if node.conf().voters == [me] {
-            2 * opts.election_ticks.max(2)
-        } else {
-            opts.election_ticks.saturating_sub(1)
-        };
-        for _ in 0..advance {
-            node.tick();
+        // wait a whole election timeout (a sole voter elects itself below).
+        if node.conf().voters != [me] {
+            for _ in 0..opts.election_ticks.saturating_sub(1) {
+                node.tick();
+            }
         }
         let st = mvcc.store_stats();
         tracing::info!(
@@ -1000,17 +997,21 @@ impl<S: Storage + Clone + 'static> Shard<S> {
             shard.add_peer(&m);
         }
         if shard.node.conf().voters == [me] {
-            // Persist the election (and a bootstrap) before serving, so a
-            // sole voter answers from its first request on as it always
-            // did.
-            while shard.node.has_ready() {
-                let rd = shard.node.ready();
-                shard.handle_ready(rd)?;
-                if let Some(fut) = shard.persisting_take() {
-                    let (wal, result) = fut.await;
-                    shard.finish_persist(wal, result)?;
+            // A sole voter elects itself and persists that (and a
+            // bootstrap) before serving, so it answers from its first
+            // request on as a single-member keyspace always did. It
+            // campaigns only once its configuration entries are applied.
+            let election_ticks = shard.node.config().election_ticks;
+            for _ in 0..2 {
+                shard.drain_readies().await?;
+                if shard.node.role() == Role::Leader {
+                    break;
+                }
+                for _ in 0..2 * election_ticks {
+                    shard.node.tick();
                 }
             }
+            shard.drain_readies().await?;
         }
         Ok(shard)
     }
@@ -1042,8 +1043,18 @@ impl<S: Storage + Clone + 'static> Shard<S> {
         self.node.status()
     }
 
-    fn persisting_take(&mut self) -> Option<PersistFuture<S>> {
-        self.persisting.take()
+    /// Carries out `Ready`s until there are none (start-up only: it waits
+    /// on each persist).
+    async fn drain_readies(&mut self) -> Result<(), String> {
+        while self.node.has_ready() {
+            let rd = self.node.ready();
+            self.handle_ready(rd)?;
+            if let Some(fut) = self.persisting.take() {
+                let (wal, result) = fut.await;
+                self.finish_persist(wal, result)?;
+            }
+        }
+        Ok(())
     }
 
     /// Serves the inbox until every handle is gone. A storage error ends the
