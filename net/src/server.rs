@@ -128,8 +128,22 @@ pub fn run(
             crate::peer::TransportConfig::new(identity.member_id, identity.cluster_id, Vec::new());
         tc.listen = config.listen_peer.clone();
         tc.force_epoll = config.force_epoll;
-        let (t, inbox) = crate::peer::PeerTransport::start(tc)
-            .map_err(|e| format!("starting the peer transport: {e}"))?;
+        // A peer port held by a process that just died is released
+        // asynchronously (as a client port is), and a short-lived outgoing
+        // connection may hold it as its local port for a moment: retry.
+        let deadline = std::time::Instant::now() + PORT_RELEASE_WAIT;
+        let (t, inbox) = loop {
+            match crate::peer::PeerTransport::start(tc.clone()) {
+                Ok(started) => break started,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::AddrInUse
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => return Err(format!("starting the peer transport: {e}")),
+            }
+        };
         for (addr, bound) in config.listen_peer.iter().zip(t.local_addrs()) {
             tracing::info!("listening for peers on {addr} ({bound})");
         }
