@@ -655,8 +655,10 @@ struct PeerEntry {
 }
 
 struct Shared {
-    local_id: u64,
-    cluster_id: u64,
+    /// 0 (with `cluster_id` 0) until a member joining a running cluster
+    /// learns its ids from the first peer that dials it.
+    local_id: AtomicU64,
+    cluster_id: AtomicU64,
     peer_queue_messages_max: usize,
     peers: RwLock<HashMap<u64, PeerEntry>>,
     snapshots_in_flight: AtomicUsize,
@@ -689,6 +691,38 @@ struct Ctx {
     inbox: mpsc::Sender<Incoming>,
 }
 
+impl Shared {
+    fn local_id(&self) -> u64 {
+        self.local_id.load(Ordering::Acquire)
+    }
+
+    fn cluster_id(&self) -> u64 {
+        self.cluster_id.load(Ordering::Acquire)
+    }
+
+    /// A transport started without ids (a member joining a running
+    /// cluster) takes them from the first peer that dials it: the leader
+    /// dials a new member once its MemberAdd is applied, naming the new
+    /// member's id and the cluster's.
+    fn adopt(&self, hello: &Hello) {
+        if hello.to != 0
+            && hello.cluster_id != 0
+            && self
+                .cluster_id
+                .compare_exchange(0, hello.cluster_id, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            self.local_id.store(hello.to, Ordering::Release);
+            tracing::info!(
+                "joined cluster {:x} as member {:x} (learned from peer {:x})",
+                hello.cluster_id,
+                hello.to,
+                hello.from
+            );
+        }
+    }
+}
+
 // ---------------------------------------------------------------- transport
 
 /// The peer transport. Dropping it stops its thread and closes every
@@ -715,8 +749,8 @@ impl PeerTransport {
             listeners.push(l);
         }
         let shared = Arc::new(Shared {
-            local_id: config.local_id,
-            cluster_id: config.cluster_id,
+            local_id: AtomicU64::new(config.local_id),
+            cluster_id: AtomicU64::new(config.cluster_id),
             peer_queue_messages_max: config.peer_queue_messages_max,
             peers: RwLock::new(HashMap::new()),
             snapshots_in_flight: AtomicUsize::new(0),
@@ -772,11 +806,11 @@ impl PeerTransport {
     }
 
     pub fn local_id(&self) -> u64 {
-        self.shared.local_id
+        self.shared.local_id()
     }
 
     pub fn cluster_id(&self) -> u64 {
-        self.shared.cluster_id
+        self.shared.cluster_id()
     }
 
     /// The bound listen addresses, in the order of `TransportConfig::listen`.
@@ -804,7 +838,7 @@ impl PeerTransport {
 
     /// Starts dialling a new remote member.
     pub fn add_peer(&self, id: u64, urls: Vec<String>) -> Result<(), PeerError> {
-        if id == self.shared.local_id {
+        if id == self.shared.local_id() {
             return Err(PeerError::LocalMember);
         }
         check_urls(&urls)?;
@@ -1121,9 +1155,9 @@ async fn dial_one(ctx: &Ctx, peer: u64, url: &str) -> Result<Conn, DialError> {
         };
     let _ = stream.set_nodelay(true);
     let hello = Hello {
-        from: ctx.shared.local_id,
+        from: ctx.shared.local_id(),
         to: peer,
-        cluster_id: ctx.shared.cluster_id,
+        cluster_id: ctx.shared.cluster_id(),
     };
     write_frame(&stream, FrameKind::Hello, 0, &hello.encode())
         .await
@@ -1139,13 +1173,14 @@ async fn dial_one(ctx: &Ctx, peer: u64, url: &str) -> Result<Conn, DialError> {
         other => Err(FrameError::Unexpected(other)),
     }
     .map_err(|e| failed("handshake with", &e))?;
-    if got.cluster_id != ctx.shared.cluster_id {
+    if got.cluster_id != ctx.shared.cluster_id() {
         return Err(DialError::Rejected(format!(
             "remote cluster ID mismatch: local {:x}, remote {:x}",
-            ctx.shared.cluster_id, got.cluster_id
+            ctx.shared.cluster_id(),
+            got.cluster_id
         )));
     }
-    if got.from != peer || got.to != ctx.shared.local_id {
+    if got.from != peer || got.to != ctx.shared.local_id() {
         return Err(DialError::Rejected(format!(
             "member ID mismatch: expected {peer:x}, reached {:x}",
             got.from
@@ -1168,7 +1203,7 @@ enum PumpEnd {
 
 /// Keeps one member connected and drains its queue into the connection.
 async fn run_peer(ctx: Rc<Ctx>, state: Arc<PeerState>, mut queue: mpsc::Receiver<Outgoing>) {
-    let mut jitter = Jitter::new(ctx.shared.local_id ^ state.id.rotate_left(32));
+    let mut jitter = Jitter::new(ctx.shared.local_id() ^ state.id.rotate_left(32));
     let mut failures: u32 = 0;
     let mut url_index = 0usize;
     let mut last_error: Option<String> = None;
@@ -1195,8 +1230,8 @@ async fn run_peer(ctx: Rc<Ctx>, state: Arc<PeerState>, mut queue: mpsc::Receiver
                     "peer {:x}: connected at {} (member {:x}, cluster {:x})",
                     state.id,
                     conn.url,
-                    ctx.shared.local_id,
-                    ctx.shared.cluster_id
+                    ctx.shared.local_id(),
+                    ctx.shared.cluster_id()
                 );
                 let end = pump(conn, &state, &mut queue).await;
                 state.set_connected(false);
@@ -1437,21 +1472,22 @@ async fn serve_conn(ctx: Rc<Ctx>, stream: TcpStream, addr: SocketAddr) {
             return;
         }
     };
-    let refusal = if hello.cluster_id != shared.cluster_id {
+    shared.adopt(&hello);
+    let refusal = if hello.cluster_id != shared.cluster_id() {
         tracing::error!(
             "request cluster ID mismatch: local-member-id={:x} local-member-cluster-id={:x} \
              remote-peer-id={:x} remote-peer-cluster-id={:x} remote-addr={addr}",
-            shared.local_id,
-            shared.cluster_id,
+            shared.local_id(),
+            shared.cluster_id(),
             hello.from,
             hello.cluster_id
         );
         Some("request cluster ID mismatch")
-    } else if hello.to != shared.local_id {
+    } else if hello.to != shared.local_id() {
         tracing::error!(
             "request member ID mismatch: local-member-id={:x} requested-member-id={:x} \
              remote-peer-id={:x} remote-addr={addr}",
-            shared.local_id,
+            shared.local_id(),
             hello.to,
             hello.from
         );
@@ -1465,9 +1501,9 @@ async fn serve_conn(ctx: Rc<Ctx>, stream: TcpStream, addr: SocketAddr) {
         return;
     }
     let reply = Hello {
-        from: shared.local_id,
+        from: shared.local_id(),
         to: hello.from,
-        cluster_id: shared.cluster_id,
+        cluster_id: shared.cluster_id(),
     };
     if write_frame(&stream, FrameKind::Hello, 0, &reply.encode())
         .await

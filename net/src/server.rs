@@ -28,6 +28,10 @@ use crate::shard;
 /// progress notifications): etcd's watch sync loop runs every 100 ms too.
 pub const TICK_INTERVAL: Duration = Duration::from_millis(100);
 
+/// How long a member joining a running cluster waits for the first member
+/// to dial it.
+pub const JOIN_WAIT: Duration = Duration::from_secs(60);
+
 /// gRPC's framing overhead that etcd allows on top of `--max-request-bytes`.
 pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
@@ -85,45 +89,7 @@ pub fn run(
     let founders = MemberSet::bootstrap(&config.initial_cluster_token, &config.initial_cluster)
         .map_err(|e| format!("--initial-cluster: {e}"))?;
     let initialized = DataDir::is_initialized(&config.data_dir);
-    let fresh = if config.join_existing {
-        if !initialized {
-            return Err(
-                "kvik: --initial-cluster-state existing (joining a running cluster) is not                  supported yet"
-                    .into(),
-            );
-        }
-        Identity {
-            cluster_id: 0,
-            member_id: 0,
-        }
-    } else {
-        match founders.member_by_name(&config.name) {
-            Some(m) => Identity {
-                cluster_id: founders.cluster_id(),
-                member_id: m.id,
-            },
-            None if initialized => Identity {
-                cluster_id: 0,
-                member_id: 0,
-            },
-            None => {
-                return Err(format!(
-                    "couldn't find local name {:?} in the initial cluster configuration",
-                    config.name
-                ))
-            }
-        }
-    };
-    let data_dir = DataDir::open(&config.data_dir, fresh).map_err(|e| e.to_string())?;
-    let identity = data_dir.identity();
-    tracing::info!(
-        "member {:x} of cluster {:x}",
-        identity.member_id,
-        identity.cluster_id
-    );
-    let transport = if config.listen_peer.is_empty() {
-        None
-    } else {
+    let start_transport = |identity: Identity| -> Result<_, String> {
         let mut tc =
             crate::peer::TransportConfig::new(identity.member_id, identity.cluster_id, Vec::new());
         tc.listen = config.listen_peer.clone();
@@ -147,8 +113,78 @@ pub fn run(
         for (addr, bound) in config.listen_peer.iter().zip(t.local_addrs()) {
             tracing::info!("listening for peers on {addr} ({bound})");
         }
-        Some((t, inbox))
+        Ok((t, inbox))
     };
+    let unknown = Identity {
+        cluster_id: 0,
+        member_id: 0,
+    };
+    let mut transport = None;
+    let fresh = if config.join_existing {
+        if initialized {
+            unknown
+        } else {
+            // etcd asks the running members for the cluster; kvik learns its
+            // ids from the first member that dials it, which the leader
+            // does once this member's MemberAdd is applied.
+            if config.listen_peer.is_empty() {
+                return Err("joining a running cluster needs --listen-peer-urls".into());
+            }
+            let (t, inbox) = start_transport(unknown)?;
+            tracing::info!(
+                "waiting up to {JOIN_WAIT:?} for a member of the running cluster to dial this one"
+            );
+            let deadline = std::time::Instant::now() + JOIN_WAIT;
+            while t.cluster_id() == 0 {
+                if std::time::Instant::now() >= deadline {
+                    return Err(format!(
+                        "no member of the running cluster reached this member within \
+                         {JOIN_WAIT:?}: add it with MemberAdd first"
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let id = Identity {
+                cluster_id: t.cluster_id(),
+                member_id: t.local_id(),
+            };
+            // The log names every member, but this member must answer the
+            // leader before it can read the log: reach the founding members
+            // of --initial-cluster (their ids follow from the token) now.
+            // Members added later are learned from the log.
+            for m in founders.members() {
+                if m.id != id.member_id && m.name != config.name {
+                    let _ = t.add_peer(m.id, m.peer_urls.clone());
+                }
+            }
+            transport = Some((t, inbox));
+            id
+        }
+    } else {
+        match founders.member_by_name(&config.name) {
+            Some(m) => Identity {
+                cluster_id: founders.cluster_id(),
+                member_id: m.id,
+            },
+            None if initialized => unknown,
+            None => {
+                return Err(format!(
+                    "couldn't find local name {:?} in the initial cluster configuration",
+                    config.name
+                ))
+            }
+        }
+    };
+    let data_dir = DataDir::open(&config.data_dir, fresh).map_err(|e| e.to_string())?;
+    let identity = data_dir.identity();
+    tracing::info!(
+        "member {:x} of cluster {:x}",
+        identity.member_id,
+        identity.cluster_id
+    );
+    if transport.is_none() && !config.listen_peer.is_empty() {
+        transport = Some(start_transport(identity)?);
+    }
     let tick_ms = config.heartbeat_interval.as_millis().max(1);
     let raft_options = shard::RaftOptions {
         member_id: identity.member_id,

@@ -534,9 +534,108 @@ fn three_members_elect_replicate_fail_over_and_catch_up() {
     let rows = wait_same_hashkv(&c, &endpoints, true);
     assert_eq!(rows.len(), 3);
 
+    // A learner joins: MemberAdd --learner, then a fourth kvik started with
+    // --initial-cluster-state existing; it refuses linearizable requests
+    // until it is promoted, which the leader allows once it caught up.
+    let leader = c.wait_leader(&all);
+    let leader_ep = c.members[leader].endpoint();
+    let mut m4 = Member {
+        name: "m4".into(),
+        client_port: free_port(),
+        peer_port: free_port(),
+        dir: temp_dir("cluster-m4"),
+        child: None,
+        args: Vec::new(),
+    };
+    let (ok, text) = etcdctl(
+        &leader_ep,
+        &[
+            "member",
+            "add",
+            "m4",
+            &format!("--peer-urls={}", m4.peer_url()),
+            "--learner",
+        ],
+    );
+    assert!(ok, "member add --learner: {text}");
+    let (ok, text) = etcdctl(&leader_ep, &["member", "list", "-w", "table"]);
+    assert!(ok, "{text}");
+    assert!(
+        table(&text)
+            .iter()
+            .any(|r| r["STATUS"] == "unstarted" && r["IS LEARNER"] == "true"),
+        "{text}"
+    );
+    let mut initial: Vec<String> = c
+        .members
+        .iter()
+        .map(|m| format!("{}={}", m.name, m.peer_url()))
+        .collect();
+    initial.push(format!("m4={}", m4.peer_url()));
+    m4.args = member_args(&m4, &initial.join(","), "existing", &[]);
+    m4.spawn();
+    c.members.push(m4);
+    let all4 = [0usize, 1, 2, 3];
+    let deadline = Instant::now() + CONVERGE_DEADLINE;
+    let m4_id = loop {
+        assert!(c.members[3].alive(), "m4 exited:\n{}", c.members[3].log());
+        if let Some(s) = c.status(3) {
+            if s.is_learner && s.leader != 0 {
+                break s.header.map(|h| h.member_id).unwrap();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the learner never started:\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let m4_ep = c.members[3].endpoint();
+    let (ok, text) = etcdctl(&m4_ep, &["get", "via0"]);
+    assert!(
+        !ok && text.contains("etcdserver: rpc not supported for learner"),
+        "a learner served a linearizable read: {text}"
+    );
+    check_all(&c, &[3]);
+    let deadline = Instant::now() + CONVERGE_DEADLINE;
+    loop {
+        let (ok, text) = etcdctl(&leader_ep, &["member", "promote", &format!("{m4_id:x}")]);
+        if ok {
+            break;
+        }
+        assert!(
+            text.contains("can only promote a learner member which is in sync with leader"),
+            "member promote: {text}"
+        );
+        assert!(Instant::now() < deadline, "never promoted: {text}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (ok, text) = etcdctl(&m4_ep, &["put", "via-m4", "x"]);
+    assert!(ok, "the promoted member refused a write: {text}");
+    let deadline = Instant::now() + CONVERGE_DEADLINE;
+    loop {
+        let (ok, text) = etcdctl(&endpoints, &["member", "list", "-w", "table"]);
+        let rows = table(&text);
+        if ok
+            && rows.len() == 4
+            && rows
+                .iter()
+                .all(|r| r["IS LEARNER"] == "false" && r["STATUS"] == "started")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "member list never showed four started voters: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    c.wait_leader(&all4);
+
     // Removing a member: the member list shrinks, and the removed member
     // stops, as etcd's does.
-    let leader = c.wait_leader(&all);
+    let leader = c.wait_leader(&all4);
     let follower = *all.iter().find(|&&i| i != leader).expect("a follower");
     let id = c
         .status(follower)
@@ -548,7 +647,7 @@ fn three_members_elect_replicate_fail_over_and_catch_up() {
     assert!(ok, "member remove: {text}");
     let (ok, text) = etcdctl(&leader_ep, &["member", "list", "-w", "table"]);
     assert!(ok, "{text}");
-    assert_eq!(table(&text).len(), 2, "{text}");
+    assert_eq!(table(&text).len(), 3, "{text}");
     let deadline = Instant::now() + CONVERGE_DEADLINE;
     while c.members[follower].alive() {
         assert!(
