@@ -1065,8 +1065,6 @@ mod tests {
         assert_eq!(
             c.not_yet_effective,
             [
-                "--heartbeat-interval",
-                "--election-timeout",
                 "--auto-compaction-retention",
                 "--auto-compaction-mode",
                 "--metrics",
