@@ -515,6 +515,8 @@ pub struct Shard<S: Storage + 'static> {
     removed: bool,
     snapshot_warned: HashSet<NodeId>,
     applied_index: u64,
+    /// The term of the entry at `applied_index`, named in checkpoints.
+    applied_term: u64,
     watch: WatchHub,
     /// The latest time the shard was told.
     now: Option<Instant>,
@@ -1848,7 +1850,7 @@ impl<S: Storage + Clone + 'static> Shard<S> {
         let reclaim_all = std::mem::take(&mut self.reclaim_all);
         let plan = match self
             .mvcc
-            .checkpoint_plan(self.applied_index, self.term, reclaim_all)
+            .checkpoint_plan(self.applied_index, self.applied_term, reclaim_all)
         {
             Ok(plan) => plan,
             Err(c) => {

@@ -39,6 +39,7 @@ impl Consensus for Product {
     fn bootstrap(id: u64, voters: &[u64], params: &CoreParams) -> Product {
         let start = Start::Bootstrap {
             voters: voters.to_vec(),
+            contexts: Vec::new(),
         };
         let raw = RawNode::new(config(id, params), start).expect("bootstrap");
         Product { raw }
