@@ -3,7 +3,8 @@
 //! This crate owns:
 //!
 //! * the write-ahead log ([`wal`]): its on-disk format, group-commit writing,
-//!   crash recovery and log truncation;
+//!   crash recovery, log truncation and the reset that restarts the log
+//!   after an installed snapshot;
 //! * the [`Storage`] / [`StorageFile`] traits, the only way raftlog touches a
 //!   disk;
 //! * [`sim::SimDisk`], an in-memory, fault-injecting `Storage` for tests here

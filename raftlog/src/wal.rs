@@ -4,25 +4,31 @@
 //! the entry it holds, so the same files serve as the durable Raft log once
 //! the Raft core lands.
 //!
-//! # On-disk format (version 1)
+//! # On-disk format (version 2)
 //!
 //! All integers are little-endian. CRCs are CRC-32C (Castagnoli).
 //!
-//! The WAL is a directory (one [`Storage`]) of *segment* files named
-//! `<seq>-<first index>.wal`, both as 16 lowercase hex digits, e.g.
-//! `0000000000000002-00000000000004d3.wal`. `seq` increases by one per new
+//! The WAL is a directory (one [`Storage`]) of *segment* files. All numbers
+//! in names are 16 lowercase hex digits. An ordinary segment is named
+//! `<seq>-<first index>.wal`, e.g. `0000000000000002-00000000000004d3.wal`;
+//! a *base segment* (see *Resetting* below) is named
+//! `<seq>-<first index>-<base term>.wal`. `seq` increases by one per new
 //! segment; `first index` is the index of the first entry the segment holds
-//! (or would hold, if it is empty). Files with other names are ignored.
+//! (or would hold, if it is empty); `base term` is the term of entry
+//! `first index - 1`, which the log no longer holds. Files with other names
+//! are ignored.
 //!
 //! A segment is a 32-byte header followed by records:
 //!
 //! ```text
 //! segment header (SEGMENT_HEADER_BYTES = 32)
 //!   0..7    magic "KVIKWAL"
-//!   7       format version (1)
+//!   7       header version: 1 for ordinary segments, 2 for base segments
 //!   8..16   seq          u64   (must match the file name)
 //!   16..24  first index  u64   (must match the file name)
-//!   24..28  reserved, zero
+//!   24..28  version 1: reserved, zero
+//!           version 2: flags u32; bit 0 = base segment (must match the
+//!           file name); the other bits must be zero
 //!   28..32  crc32c of bytes 0..28
 //!
 //! record (RECORD_HEADER_BYTES = 25, then the payload)
@@ -39,6 +45,12 @@
 //! Entry indexes are contiguous across records and segments, and terms never
 //! decrease. Records end exactly at the end of the file; there is no
 //! preallocation.
+//!
+//! Format history: version 1 had ordinary segments only. Version 2 added
+//! base segments; ordinary segments are still written with a version-1
+//! header, so a log that was never reset stays byte-identical to version 1,
+//! and this code reads every version-1 directory. A version-1 build does not
+//! recognise base segment names and must not open a log that was reset.
 //!
 //! # Writing
 //!
@@ -57,9 +69,59 @@
 //! fsync is never retried (the kernel may have dropped the dirty data); the
 //! caller is expected to exit and recover by reopening.
 //!
+//! # Resetting ([`Wal::reset_after`])
+//!
+//! A follower that installs a snapshot at entry `(index, term)` discards its
+//! whole log and continues with entry `index + 1`. `reset_after`:
+//!
+//! 1. drops the buffered entries (they were never written);
+//! 2. creates the base segment `<seq>-<index + 1>-<term>.wal` with the next
+//!    `seq` and a version-2 header flagged as a base, and makes the header
+//!    (`sync_data`) and the directory entry (`sync_dir`) durable: the commit
+//!    point;
+//! 3. removes every older segment, oldest first, then syncs the directory
+//!    once.
+//!
+//! Recovery treats every segment older than the newest base segment as a
+//! leftover of the log it replaced, whatever its content, so the leftovers
+//! may disappear in any order and any subset may survive a crash; the one
+//! directory sync at the end only keeps them from coming back.
+//!
+//! Why the base is marked in the file name and not only in the header: the
+//! name becomes durable atomically with the directory entry, while the
+//! header can be torn. A crash in step 2 can leave the base segment's entry
+//! with a torn or missing header and an (expected) gap in front of it;
+//! without the name, that state would look exactly like an ordinary segment
+//! behind a lost segment, which must stay an error. With the name, recovery
+//! rewrites the header (everything it holds is in the name) and completes
+//! the reset.
+//!
+//! A power cut at any point of `reset_after` therefore leaves one of two
+//! states, both of which [`Wal::open`] accepts:
+//!
+//! * **the old log**, exactly as durable when `reset_after` began, if the
+//!   base segment's directory entry was lost (the cut came before the
+//!   directory sync of step 2 completed);
+//! * **the new empty log after `index`** (`last_index == index`,
+//!   `last_term == term`, `first_index == index + 1`) if the entry survived,
+//!   whether or not its header did; recovery removes the leftovers.
+//!
+//! No state mixes the two: nothing old is removed before the base segment
+//! is durable. Calling `reset_after(index, term)` again after either
+//! recovery completes normally. The caller must have made its snapshot at
+//! `index` durable before calling `reset_after`.
+//!
 //! # Recovery ([`Wal::open`])
 //!
-//! Segments are read in `seq` order and every record is verified.
+//! Segments are sorted by `seq`. If there is a base segment, the newest one
+//! starts the log: the segments before it are leftovers of a reset, are not
+//! read, and are removed (oldest first, then one directory sync) only after
+//! the log from the base on has been verified and made durable; their names
+//! are reported in [`Recovered::leftovers_removed`]. The base term becomes
+//! the term of entry `first_index - 1` ([`Recovered::base`],
+//! [`Wal::last_term`] while the log is empty); the first entry's term must
+//! not be below it. The remaining segments are read in order and every
+//! record is verified.
 //!
 //! * A damaged record (short header, length over the limit, short payload,
 //!   checksum mismatch) at the end of the **last** segment, with no valid
@@ -74,12 +136,16 @@
 //! * Any damage in a segment that is not the last one is corruption.
 //! * A checksum-valid record with an unexpected index (gap or going
 //!   backwards), an unknown type or a decreasing term is corruption, as is a
-//!   segment whose first index does not continue the previous one.
-//! * A segment header that is damaged, has a bad magic or version, or
-//!   disagrees with the file name is corruption, with one exception: the last
-//!   segment may be no longer than a header and have a damaged header
-//!   (a crash between creating the segment and syncing its header); it is
-//!   then rewritten as an empty segment and reported as a truncated tail.
+//!   segment whose first index does not continue the previous one. A gap is
+//!   accepted only in front of the newest base segment, where the leftovers
+//!   end.
+//! * A segment header that is damaged, has a bad magic, version or flags, or
+//!   disagrees with the file name (seq, first index, base or not) is
+//!   corruption, with one exception: the last segment may be no longer than
+//!   a header and have a damaged header (a crash between creating the
+//!   segment and syncing its header); it is then rewritten as an empty
+//!   segment and reported as a truncated tail. For a base segment that
+//!   rewrite completes an interrupted reset.
 //! * After recovery the last segment and the directory are synced, so all
 //!   entries returned are durable even if a previous process wrote them
 //!   without syncing.
@@ -89,7 +155,10 @@
 //! One consequence of the "valid record follows means corruption" rule: a
 //! disk that persists a later sector of an unsynced write but not an earlier
 //! one can make recovery refuse to start rather than drop the unacknowledged
-//! tail. That is the conservative choice; an operator decides.
+//! tail. That is the conservative choice; an operator decides. Another, of
+//! the leftover rule: a stray file with a base segment name and a higher
+//! `seq` than the log would make recovery discard the log; only
+//! `reset_after` creates such names.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -112,13 +181,24 @@ pub const RECORD_HEADER_BYTES: usize = 25;
 /// Magic at the start of every segment.
 pub const SEGMENT_MAGIC: [u8; 7] = *b"KVIKWAL";
 
-/// On-disk format version written and accepted by this code.
-pub const FORMAT_VERSION: u8 = 1;
+/// Newest on-disk format version; this code reads versions 1 to 2.
+pub const FORMAT_VERSION: u8 = 2;
+
+/// Header version of ordinary segments (unchanged since format version 1).
+const HEADER_VERSION_PLAIN: u8 = 1;
+
+/// Header version of base segments (format version 2).
+const HEADER_VERSION_BASE: u8 = 2;
+
+/// Version-2 header flag: the segment is a base segment.
+const HEADER_FLAG_BASE: u32 = 1;
 
 /// Record type byte of a log entry.
 const RECORD_TYPE_ENTRY: u8 = 1;
 
 const SEGMENT_NAME_BYTES: usize = 16 + 1 + 16 + 4;
+
+const BASE_SEGMENT_NAME_BYTES: usize = 16 + 1 + 16 + 1 + 16 + 4;
 
 const CANCELLED: &str = "an earlier WAL operation was cancelled before it completed";
 
@@ -154,8 +234,16 @@ pub struct Recovered {
     pub first_index: u64,
     /// Index of the last entry, `first_index - 1` if the log is empty.
     pub last_index: u64,
+    /// `(index, term)` of the entry just before `first_index` when the log
+    /// begins with a base segment written by [`Wal::reset_after`] (the
+    /// snapshot the log continues from); `None` when it begins anywhere
+    /// else (a new log, or one whose older segments were released).
+    pub base: Option<(u64, u64)>,
     /// A torn write that was truncated, if any.
     pub truncated_tail: Option<TornTail>,
+    /// Leftover segments of a log that a reset replaced, removed by this
+    /// recovery (a crash interrupted the removal), oldest first.
+    pub leftovers_removed: Vec<String>,
 }
 
 /// Tunables.
@@ -188,8 +276,11 @@ pub struct WalStats {
     pub bytes_written: u64,
     /// Segments created (including the first one of a new WAL).
     pub segments_created: u64,
-    /// Segments removed by `release_before` or `truncate_after`.
+    /// Segments removed by `release_before`, `truncate_after`,
+    /// `reset_after` or recovery (leftovers of a reset).
     pub segments_removed: u64,
+    /// Completed `reset_after` calls.
+    pub resets: u64,
 }
 
 /// WAL errors.
@@ -270,9 +361,16 @@ fn corrupt(file: &str, offset: u64, reason: impl Into<String>) -> WalError {
 // ---------------------------------------------------------------------------
 // Encoding and parsing (pure).
 
-/// Name of the segment with sequence number `seq` starting at `first_index`.
+/// Name of the ordinary segment with sequence number `seq` starting at
+/// `first_index`.
 pub fn segment_name(seq: u64, first_index: u64) -> String {
     format!("{seq:016x}-{first_index:016x}.wal")
+}
+
+/// Name of the base segment with sequence number `seq` starting at
+/// `first_index` after an entry of term `base_term`.
+pub fn base_segment_name(seq: u64, first_index: u64, base_term: u64) -> String {
+    format!("{seq:016x}-{first_index:016x}-{base_term:016x}.wal")
 }
 
 fn parse_hex16(s: &[u8]) -> Option<u64> {
@@ -288,22 +386,49 @@ fn parse_hex16(s: &[u8]) -> Option<u64> {
     Some(v)
 }
 
-/// `(seq, first_index)` of a segment file name, `None` if it is not one.
-pub fn parse_segment_name(name: &str) -> Option<(u64, u64)> {
+/// `(seq, first_index, base_term)` of a segment file name (`base_term` only
+/// for a base segment), `None` if it is not one.
+fn parse_name(name: &str) -> Option<(u64, u64, Option<u64>)> {
     let b = name.as_bytes();
-    if b.len() != SEGMENT_NAME_BYTES || b[16] != b'-' || &b[33..] != b".wal" {
+    if b.len() < SEGMENT_NAME_BYTES || b[16] != b'-' || &b[b.len() - 4..] != b".wal" {
         return None;
     }
-    Some((parse_hex16(&b[..16])?, parse_hex16(&b[17..33])?))
+    let (seq, first_index) = (parse_hex16(&b[..16])?, parse_hex16(&b[17..33])?);
+    match b.len() {
+        SEGMENT_NAME_BYTES => Some((seq, first_index, None)),
+        BASE_SEGMENT_NAME_BYTES if b[33] == b'-' => {
+            Some((seq, first_index, Some(parse_hex16(&b[34..50])?)))
+        }
+        _ => None,
+    }
 }
 
-fn encode_segment_header(seq: u64, first_index: u64) -> Vec<u8> {
+/// `(seq, first_index)` of a segment file name, ordinary or base, `None` if
+/// it is not one.
+pub fn parse_segment_name(name: &str) -> Option<(u64, u64)> {
+    parse_name(name).map(|(seq, first_index, _)| (seq, first_index))
+}
+
+/// `(seq, first_index, base_term)` of a base segment file name, `None` if it
+/// is not one.
+pub fn parse_base_segment_name(name: &str) -> Option<(u64, u64, u64)> {
+    match parse_name(name)? {
+        (seq, first_index, Some(base_term)) => Some((seq, first_index, base_term)),
+        (_, _, None) => None,
+    }
+}
+
+fn encode_segment_header(seg: &Segment) -> Vec<u8> {
+    let (version, flags) = match seg.base_term {
+        None => (HEADER_VERSION_PLAIN, 0),
+        Some(_) => (HEADER_VERSION_BASE, HEADER_FLAG_BASE),
+    };
     let mut h = Vec::with_capacity(SEGMENT_HEADER_BYTES);
     h.extend_from_slice(&SEGMENT_MAGIC);
-    h.push(FORMAT_VERSION);
-    h.extend_from_slice(&seq.to_le_bytes());
-    h.extend_from_slice(&first_index.to_le_bytes());
-    h.extend_from_slice(&[0; 4]);
+    h.push(version);
+    h.extend_from_slice(&seg.seq.to_le_bytes());
+    h.extend_from_slice(&seg.first_index.to_le_bytes());
+    h.extend_from_slice(&flags.to_le_bytes());
     let crc = crc32c::crc32c(&h);
     h.extend_from_slice(&crc.to_le_bytes());
     debug_assert_eq!(h.len(), SEGMENT_HEADER_BYTES);
@@ -339,7 +464,7 @@ enum HeaderError {
     Invalid(String),
 }
 
-fn check_segment_header(bytes: &[u8], seq: u64, first_index: u64) -> Result<(), HeaderError> {
+fn check_segment_header(bytes: &[u8], seg: &Segment) -> Result<(), HeaderError> {
     if bytes.len() < SEGMENT_HEADER_BYTES {
         return Err(HeaderError::Damaged(format!(
             "segment header is short ({} of {SEGMENT_HEADER_BYTES} bytes)",
@@ -355,16 +480,38 @@ fn check_segment_header(bytes: &[u8], seq: u64, first_index: u64) -> Result<(), 
             "segment header checksum mismatch".into(),
         ));
     }
-    if h[7] != FORMAT_VERSION {
+    let is_base = match h[7] {
+        HEADER_VERSION_PLAIN => false, // bytes 24..28 are reserved
+        HEADER_VERSION_BASE => {
+            let flags = u32_at(h, 24);
+            if flags & !HEADER_FLAG_BASE != 0 {
+                return Err(HeaderError::Invalid(format!(
+                    "unknown segment header flags {flags:#x}"
+                )));
+            }
+            flags & HEADER_FLAG_BASE != 0
+        }
+        v => {
+            return Err(HeaderError::Invalid(format!(
+            "unsupported WAL format version {v} (this build reads versions 1 to {FORMAT_VERSION})"
+        )))
+        }
+    };
+    let (hseq, hfirst) = (u64_at(h, 8), u64_at(h, 16));
+    if (hseq, hfirst) != (seg.seq, seg.first_index) {
         return Err(HeaderError::Invalid(format!(
-            "unsupported WAL format version {} (this build reads {FORMAT_VERSION})",
-            h[7]
+            "segment header says seq {hseq} first index {hfirst}, file name says seq {} first index {}",
+            seg.seq, seg.first_index
         )));
     }
-    let (hseq, hfirst) = (u64_at(h, 8), u64_at(h, 16));
-    if (hseq, hfirst) != (seq, first_index) {
+    if is_base != seg.base_term.is_some() {
+        let (header, name) = if is_base {
+            ("a base", "an ordinary")
+        } else {
+            ("an ordinary", "a base")
+        };
         return Err(HeaderError::Invalid(format!(
-            "segment header says seq {hseq} first index {hfirst}, file name says seq {seq} first index {first_index}"
+            "segment header says {header} segment, file name says {name} segment"
         )));
     }
     Ok(())
@@ -449,14 +596,13 @@ struct SegmentScan {
 /// Verifies one segment's bytes and appends its entries. Never panics.
 fn scan_segment(
     b: &[u8],
-    name: &str,
-    seq: u64,
-    first_index: u64,
+    seg: &Segment,
     is_last: bool,
     entries: &mut Vec<Entry>,
     last_term: &mut u64,
 ) -> Result<SegmentScan, WalError> {
-    match check_segment_header(b, seq, first_index) {
+    let (name, first_index) = (seg.name.as_str(), seg.first_index);
+    match check_segment_header(b, seg) {
         Ok(()) => {}
         Err(HeaderError::Damaged(_)) if is_last && b.len() <= SEGMENT_HEADER_BYTES => {
             // A crash between creating the segment and syncing its header.
@@ -552,7 +698,29 @@ async fn read_whole<F: StorageFile>(file: &F, name: &str) -> Result<Vec<u8>, Wal
 struct Segment {
     seq: u64,
     first_index: u64,
+    /// Term of entry `first_index - 1`, for a base segment.
+    base_term: Option<u64>,
     name: String,
+}
+
+impl Segment {
+    fn plain(seq: u64, first_index: u64) -> Segment {
+        Segment {
+            seq,
+            first_index,
+            base_term: None,
+            name: segment_name(seq, first_index),
+        }
+    }
+
+    fn base(seq: u64, first_index: u64, base_term: u64) -> Segment {
+        Segment {
+            seq,
+            first_index,
+            base_term: Some(base_term),
+            name: base_segment_name(seq, first_index, base_term),
+        }
+    }
 }
 
 /// The write-ahead log over one [`Storage`] directory.
@@ -592,10 +760,11 @@ impl<S: Storage> Wal<S> {
         let mut segments: Vec<Segment> = names
             .into_iter()
             .filter_map(|name| {
-                let (seq, first_index) = parse_segment_name(&name)?;
+                let (seq, first_index, base_term) = parse_name(&name)?;
                 Some(Segment {
                     seq,
                     first_index,
+                    base_term,
                     name,
                 })
             })
@@ -611,12 +780,16 @@ impl<S: Storage> Wal<S> {
             }
         }
 
+        // Everything before the newest base segment is left over from the
+        // log a reset replaced: not read, removed once the new log is durable.
+        let leftovers: Vec<Segment> = match segments.iter().rposition(|s| s.base_term.is_some()) {
+            Some(base) => segments.drain(..base).collect(),
+            None => Vec::new(),
+        };
+
         if segments.is_empty() {
-            let seg = Segment {
-                seq: 0,
-                first_index: 1,
-                name: segment_name(0, 1),
-            };
+            debug_assert!(leftovers.is_empty());
+            let seg = Segment::plain(0, 1);
             let mut stats = WalStats::default();
             let active = create_segment(&storage, &seg, &mut stats).await?;
             let wal = Wal {
@@ -637,13 +810,16 @@ impl<S: Storage> Wal<S> {
                 entries: Vec::new(),
                 first_index: 1,
                 last_index: 0,
+                base: None,
                 truncated_tail: None,
+                leftovers_removed: Vec::new(),
             };
             return Ok((wal, rec));
         }
 
         let mut entries = Vec::new();
-        let mut last_term = 0;
+        let base_term = segments[0].base_term;
+        let mut last_term = base_term.unwrap_or(0);
         let mut next_index = segments[0].first_index;
         let count = segments.len();
         let mut last = None;
@@ -668,15 +844,7 @@ impl<S: Storage> Wal<S> {
                 .await
                 .map_err(io_err("open", &seg.name))?;
             let bytes = read_whole(&file, &seg.name).await?;
-            let scan = scan_segment(
-                &bytes,
-                &seg.name,
-                seg.seq,
-                seg.first_index,
-                is_last,
-                &mut entries,
-                &mut last_term,
-            )?;
+            let scan = scan_segment(&bytes, seg, is_last, &mut entries, &mut last_term)?;
             next_index = scan.next_index;
             if is_last {
                 last = Some((file, bytes.len(), scan.tail));
@@ -703,7 +871,7 @@ impl<S: Storage> Wal<S> {
             }
             Tail::TornHeader => {
                 active.set_len(0).await.map_err(io_err("set_len", name))?;
-                let header = encode_segment_header(seg.seq, seg.first_index);
+                let header = encode_segment_header(&seg);
                 let n = header.len() as u64;
                 let (r, _) = active.write_all_at(header, 0).await;
                 r.map_err(io_err("write", name))?;
@@ -727,6 +895,23 @@ impl<S: Storage> Wal<S> {
         storage.sync_dir().await.map_err(io_err("sync_dir", ""))?;
         stats.dir_syncs += 1;
 
+        // The base segment is durable (it was synced when it was created,
+        // or just now as the last segment), so the leftovers can go, in any
+        // order; oldest first keeps the directory tidy.
+        let mut leftovers_removed = Vec::with_capacity(leftovers.len());
+        for old in leftovers {
+            storage
+                .remove(&old.name)
+                .await
+                .map_err(io_err("remove", &old.name))?;
+            stats.segments_removed += 1;
+            leftovers_removed.push(old.name);
+        }
+        if !leftovers_removed.is_empty() {
+            storage.sync_dir().await.map_err(io_err("sync_dir", ""))?;
+            stats.dir_syncs += 1;
+        }
+
         let first_index = segments[0].first_index;
         let last_index = next_index - 1;
         debug_assert_eq!(entries.len() as u64, last_index + 1 - first_index);
@@ -748,7 +933,9 @@ impl<S: Storage> Wal<S> {
             entries,
             first_index,
             last_index,
+            base: base_term.map(|term| (first_index - 1, term)),
             truncated_tail,
+            leftovers_removed,
         };
         Ok((wal, rec))
     }
@@ -800,11 +987,7 @@ impl<S: Storage> Wal<S> {
             && self.active_len > SEGMENT_HEADER_BYTES as u64
         {
             let prev = self.segments.back().expect("active segment");
-            let seg = Segment {
-                seq: prev.seq + 1,
-                first_index: self.durable_index + 1,
-                name: segment_name(prev.seq + 1, self.durable_index + 1),
-            };
+            let seg = Segment::plain(prev.seq + 1, self.durable_index + 1);
             let file = create_segment(&self.storage, &seg, &mut self.stats).await?;
             self.active = file;
             self.active_len = SEGMENT_HEADER_BYTES as u64;
@@ -931,7 +1114,9 @@ impl<S: Storage> Wal<S> {
         let bytes = read_whole(&file, &seg.name).await?;
         let (cut, term) = if index + 1 == seg.first_index {
             let term = match self.segments.len() {
-                1 => 0, // the log becomes empty
+                // The log becomes empty: the term before it is known only
+                // after a reset.
+                1 => self.segments[0].base_term.unwrap_or(0),
                 n => {
                     let prev = self.segments[n - 2].clone();
                     let prev_file = self
@@ -963,6 +1148,75 @@ impl<S: Storage> Wal<S> {
         Ok(())
     }
 
+    /// Discards the whole log, buffered and durable, and restarts it after
+    /// entry `index` of term `term` (a follower installing a snapshot at
+    /// that entry). Afterwards the log holds no entries,
+    /// `last_index() == durable_index() == index`, `last_term() == term`,
+    /// `first_index() == index + 1`, and the next `append` must be entry
+    /// `index + 1` with a term of at least `term`. Works whatever the log
+    /// holds now: entries below, around or beyond `index`.
+    ///
+    /// Writes a base segment and makes it durable, then removes every older
+    /// segment; see the module doc for the protocol and the two states a
+    /// crash can leave. The caller's snapshot at `index` must already be
+    /// durable.
+    ///
+    /// Panics if `index` is `u64::MAX`. Any failure poisons the WAL.
+    pub async fn reset_after(&mut self, index: u64, term: u64) -> Result<(), WalError> {
+        self.check_usable()?;
+        assert!(
+            index < u64::MAX,
+            "reset_after({index}): no entry can follow"
+        );
+        self.poison = Some(CANCELLED.into());
+        let r = self.reset_inner(index, term).await;
+        self.finish(r)?;
+        debug_assert_eq!(self.segments.len(), 1);
+        debug_assert!(self.buf.is_empty());
+        debug_assert_eq!((self.last_index, self.last_term), (index, term));
+        debug_assert_eq!((self.durable_index, self.durable_term), (index, term));
+        debug_assert_eq!(self.first_index(), index + 1);
+        Ok(())
+    }
+
+    async fn reset_inner(&mut self, index: u64, term: u64) -> Result<(), WalError> {
+        self.buf.clear();
+        self.last_index = self.durable_index;
+        self.last_term = self.durable_term;
+        let seq = self.segments.back().expect("active segment").seq + 1;
+        let seg = Segment::base(seq, index + 1, term);
+        // The commit point: once this returns, recovery finds the new log.
+        let file = create_segment(&self.storage, &seg, &mut self.stats).await?;
+        self.active = file;
+        self.active_len = SEGMENT_HEADER_BYTES as u64;
+        self.segments.push_back(seg);
+        self.last_index = index;
+        self.last_term = term;
+        self.durable_index = index;
+        self.durable_term = term;
+        // Leftovers: recovery ignores them whatever survives, so one
+        // directory sync at the end is enough.
+        let leftovers = self.segments.len() - 1;
+        while self.segments.len() > 1 {
+            let name = self.segments[0].name.clone();
+            self.storage
+                .remove(&name)
+                .await
+                .map_err(io_err("remove", &name))?;
+            self.stats.segments_removed += 1;
+            self.segments.pop_front();
+        }
+        if leftovers > 0 {
+            self.storage
+                .sync_dir()
+                .await
+                .map_err(io_err("sync_dir", ""))?;
+            self.stats.dir_syncs += 1;
+        }
+        self.stats.resets += 1;
+        Ok(())
+    }
+
     fn check_usable(&self) -> Result<(), WalError> {
         match &self.poison {
             Some(cause) => Err(WalError::Poisoned {
@@ -986,8 +1240,8 @@ impl<S: Storage> Wal<S> {
         self.last_index
     }
 
-    /// Term of the last appended entry (0 if the log is empty and the term
-    /// of the entry before it is unknown).
+    /// Term of the last appended entry. If the log is empty: the term given
+    /// to the [`Wal::reset_after`] that started it, or 0 if unknown.
     pub fn last_term(&self) -> u64 {
         self.last_term
     }
@@ -997,7 +1251,8 @@ impl<S: Storage> Wal<S> {
         self.durable_index
     }
 
-    /// Index of the first entry held (after `release_before`).
+    /// Index of the first entry held (or that would be held, if the log is
+    /// empty): moved up by `release_before`, set by `reset_after`.
     pub fn first_index(&self) -> u64 {
         self.segments
             .front()
@@ -1029,7 +1284,7 @@ async fn create_segment<S: Storage>(
 ) -> Result<S::File, WalError> {
     let name = seg.name.as_str();
     let mut file = storage.create(name).await.map_err(io_err("create", name))?;
-    let header = encode_segment_header(seg.seq, seg.first_index);
+    let header = encode_segment_header(seg);
     let n = header.len() as u64;
     let (r, _) = file.write_all_at(header, 0).await;
     r.map_err(io_err("write", name))?;
@@ -1058,9 +1313,7 @@ fn buffered_prefix(buf: &[u8], keep: u64, base_term: u64) -> (usize, u64) {
 
 /// Offset just past entry `index` in a segment's bytes, and its term.
 fn locate(b: &[u8], seg: &Segment, index: u64) -> Result<(usize, u64), WalError> {
-    if let Err(HeaderError::Damaged(r) | HeaderError::Invalid(r)) =
-        check_segment_header(b, seg.seq, seg.first_index)
-    {
+    if let Err(HeaderError::Damaged(r) | HeaderError::Invalid(r)) = check_segment_header(b, seg) {
         return Err(corrupt(&seg.name, 0, r));
     }
     let mut off = SEGMENT_HEADER_BYTES;

@@ -1,7 +1,7 @@
 //! Seeded power-loss testing of the WAL over `SimDisk`.
 //!
 //! Each seed drives a random workload (appends, group syncs, suffix
-//! truncation, prefix release), cuts the power at random operations
+//! truncation, prefix release, resets), cuts the power at random operations
 //! (including between a write and its fsync, and during recovery itself),
 //! crashes the disk and reopens. The oracle:
 //!
@@ -10,6 +10,8 @@
 //! * recovered entries are contiguous from the recovered first index;
 //! * every recovered entry is some version that was really appended at that
 //!   index (unacknowledged entries may survive, never invented ones);
+//! * a reset that a power cut interrupted recovers either the log before
+//!   it (checked as above) or the empty log after its index with its term;
 //! * opening never fails for any reason but the injected power cut, and
 //!   nothing panics.
 
@@ -29,6 +31,8 @@ struct Report {
     acked_checked: u64,
     torn_tails: u64,
     power_cuts: u64,
+    resets: u64,
+    interrupted_resets: u64,
 }
 
 struct Model {
@@ -40,6 +44,8 @@ struct Model {
     must_lo: u64,
     /// Every (term, payload) ever appended at each index.
     versions: HashMap<u64, Vec<(u64, Vec<u8>)>>,
+    /// `(index, term)` of a reset that failed: recovery may find either log.
+    pending_reset: Option<(u64, u64)>,
 }
 
 impl Model {
@@ -51,6 +57,14 @@ impl Model {
         &self.log[(index - self.first) as usize]
     }
 
+    /// The empty log after entry `index`, as a completed reset leaves it.
+    fn reset_after(&mut self, index: u64) {
+        self.log.clear();
+        self.first = index + 1;
+        self.acked = index;
+        self.must_lo = index + 1;
+    }
+
     fn reset_to(&mut self, rec: &Recovered) {
         self.log = rec.entries.clone();
         self.first = rec.first_index;
@@ -58,7 +72,14 @@ impl Model {
         self.must_lo = rec.first_index;
     }
 
-    fn check(&self, rec: &Recovered) -> Result<u64, String> {
+    fn check(&mut self, rec: &Recovered) -> Result<u64, String> {
+        if let Some((index, term)) = self.pending_reset.take() {
+            if rec.base == Some((index, term))
+                && (rec.first_index, rec.last_index) == (index + 1, index)
+            {
+                self.reset_after(index);
+            }
+        }
         for (i, e) in rec.entries.iter().enumerate() {
             if e.index != rec.first_index + i as u64 {
                 return Err(format!(
@@ -124,6 +145,14 @@ fn crash_and_reopen(
         match block_on(Wal::open_with(disk.clone(), o)) {
             Ok((wal, rec)) => {
                 report.reopens += 1;
+                if let Some((index, term)) = model.pending_reset {
+                    if rec.base == Some((index, term)) && wal.last_term() != term {
+                        return Err(format!(
+                            "recovered a reset after {index} with last term {}, not {term}",
+                            wal.last_term()
+                        ));
+                    }
+                }
                 report.acked_checked += model.check(&rec)?;
                 if rec.truncated_tail.is_some() {
                     report.torn_tails += 1;
@@ -168,6 +197,7 @@ fn run(seed: u64, lying_disk: bool) -> Result<Report, String> {
         acked: 0,
         must_lo: 1,
         versions: HashMap::new(),
+        pending_reset: None,
     };
     model.reset_to(&rec);
     let mut term = 1;
@@ -226,6 +256,31 @@ fn run(seed: u64, lying_disk: bool) -> Result<Report, String> {
             model.log.truncate((k + 1 - model.first) as usize);
             model.acked = model.acked.min(k);
             r.map_err(|e| ("truncate_after", e))
+        } else if action < 89 {
+            // A snapshot from the leader replaces the whole log.
+            let index =
+                rng.random_range(wal.first_index().saturating_sub(20)..=wal.last_index() + 20);
+            term += rng.random_range(0..=1);
+            match block_on(wal.reset_after(index, term)) {
+                Ok(()) => {
+                    if (wal.last_index(), wal.durable_index(), wal.last_term())
+                        != (index, index, term)
+                    {
+                        return Err(format!(
+                            "reset_after({index}, {term}) left {}",
+                            wal.last_index()
+                        ));
+                    }
+                    report.resets += 1;
+                    model.reset_after(index);
+                    Ok(())
+                }
+                Err(e) => {
+                    report.interrupted_resets += 1;
+                    model.pending_reset = Some((index, term));
+                    Err(("reset_after", e))
+                }
+            }
         } else if action < 92 {
             // A checkpoint releases a prefix.
             let k = rng.random_range(wal.first_index()..=wal.last_index() + 1);
@@ -271,12 +326,15 @@ fn power_loss_keeps_every_acknowledged_entry() {
         total(|r| r.torn_tails),
         total(|r| r.power_cuts),
     );
+    let (resets, interrupted) = (total(|r| r.resets), total(|r| r.interrupted_resets));
     println!("reopens {reopens}, acked entries checked {acked}, torn tails {torn}, cuts in recovery {cuts}");
+    println!("resets {resets}, interrupted by a power cut {interrupted}");
     // The workload really exercises what it claims to.
     assert!(reopens > 3000, "{reopens}");
     assert!(acked > 100_000, "{acked}");
     assert!(torn > 300, "{torn}");
     assert!(cuts > 100, "{cuts}");
+    assert!(resets > 500 && interrupted > 50, "{resets} {interrupted}");
 }
 
 #[test]

@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use raftlog::sim::{block_on, SimDisk};
-use raftlog::wal::segment_name;
+use raftlog::wal::{base_segment_name, segment_name};
 use raftlog::{Entry, Wal};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -63,7 +63,19 @@ fn recovery_never_panics_or_invents_entries() {
                     if rng.random_bool(0.5) && g.len() >= 32 {
                         g[..32].copy_from_slice(&segment_header(rng.random_range(0..9), 1));
                     }
-                    let n = segment_name(rng.random_range(0..9), rng.random_range(0..200));
+                    let (seq, first) = (rng.random_range(0..9), rng.random_range(0..200));
+                    let n = if rng.random_bool(0.3) {
+                        // A base segment: everything older is a leftover.
+                        if g.len() >= 32 {
+                            g[7] = 2;
+                            g[24..28].copy_from_slice(&1u32.to_le_bytes());
+                            let crc = crc32c::crc32c(&g[..28]);
+                            g[28..32].copy_from_slice(&crc.to_le_bytes());
+                        }
+                        base_segment_name(seq, first, rng.random_range(0..20))
+                    } else {
+                        segment_name(seq, first)
+                    };
                     disk.put_file(&n, &g);
                     continue;
                 }

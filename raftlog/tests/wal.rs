@@ -407,7 +407,7 @@ fn checksum_valid_but_inconsistent_records_are_corruption() {
     assert!(reason.contains("file name"), "{reason}");
     // Future format version.
     let mut h = segment_header(0, 1);
-    h[7] = 2;
+    h[7] = 3;
     let crc = crc32c::crc32c(&h[..28]);
     h[28..].copy_from_slice(&crc.to_le_bytes());
     disk.put_file(SEG0, &h);
