@@ -89,6 +89,20 @@ pub struct StoreStats {
 }
 
 impl Mvcc {
+    /// The live segments, ascending by id: with the newest manifest they are
+    /// the whole checkpointed state (what a Raft leader ships to a follower
+    /// that fell behind its log). The bytes stay readable while the `Arc`s
+    /// live, even after a later checkpoint unlinks the files.
+    pub fn live_segments(&self) -> Vec<Arc<Segment>> {
+        let mut out: Vec<Arc<Segment>> = self
+            .store
+            .segment_stats()
+            .map(|s| Arc::clone(&s.seg))
+            .collect();
+        out.sort_by_key(|s| s.id());
+        out
+    }
+
     /// Sizes of the persistent store.
     pub fn store_stats(&self) -> StoreStats {
         let (mem_bytes, mem_records) = self.store.mem_usage();

@@ -175,6 +175,31 @@ fn get_meta(b: &[u8], at: usize) -> Option<RecordMeta> {
     })
 }
 
+/// Gives the segment file in `bytes` a new id: a member installing a
+/// leader's checkpoint stores its segments under ids of its own, since the
+/// leader's may name files it still holds. Only the header changes; its crc
+/// is checked first and rewritten.
+pub fn relabel_segment(bytes: &mut [u8], id: u64) -> Result<(), Corrupt> {
+    let bad = |what| Corrupt {
+        file: "received segment".to_string(),
+        offset: 0,
+        what,
+    };
+    if bytes.len() < SEGMENT_HEADER_BYTES + SEGMENT_TRAILER_BYTES {
+        return Err(bad("file shorter than header and trailer"));
+    }
+    if &bytes[..8] != SEGMENT_MAGIC
+        || get_u32(bytes, 8) != FORMAT_VERSION
+        || get_u32(bytes, 20) != crc32c::crc32c(&bytes[..20])
+    {
+        return Err(bad("bad segment header"));
+    }
+    bytes[12..20].copy_from_slice(&id.to_le_bytes());
+    let crc = crc32c::crc32c(&bytes[..20]);
+    bytes[20..24].copy_from_slice(&crc.to_le_bytes());
+    Ok(())
+}
+
 impl Segment {
     /// Wraps the bytes of segment `id`; [`Segment::index`] validates them.
     pub fn new(id: u64, bytes: SegmentBytes) -> Arc<Segment> {
@@ -194,7 +219,8 @@ impl Segment {
         self.len() == 0
     }
 
-    fn bytes(&self) -> &[u8] {
+    /// The whole file.
+    pub fn bytes(&self) -> &[u8] {
         (*self.bytes).as_ref()
     }
 

@@ -26,4 +26,5 @@ pub mod rt;
 pub mod server;
 pub mod services;
 pub mod shard;
+pub mod snapshot;
 pub mod watch;

@@ -25,6 +25,10 @@ pub struct Metrics {
     pub checkpoint_bytes: AtomicU64,
     /// WAL entries replayed at start (past the checkpoint).
     pub wal_entries_replayed: AtomicU64,
+    /// Raft snapshots (checkpoints) this member sent to lagging members.
+    pub snapshots_sent: AtomicU64,
+    /// Raft snapshots this member installed from a leader.
+    pub snapshots_installed: AtomicU64,
 }
 
 pub static METRICS: Metrics = Metrics {
@@ -39,6 +43,8 @@ pub static METRICS: Metrics = Metrics {
     checkpoints: AtomicU64::new(0),
     checkpoint_bytes: AtomicU64::new(0),
     wal_entries_replayed: AtomicU64::new(0),
+    snapshots_sent: AtomicU64::new(0),
+    snapshots_installed: AtomicU64::new(0),
 };
 
 impl Metrics {
@@ -92,6 +98,14 @@ impl Metrics {
         );
         let _ = writeln!(s, "# TYPE kvik_checkpoints_total counter");
         let _ = writeln!(s, "kvik_checkpoints_total {}", g(&self.checkpoints));
+        let _ = writeln!(s, "# TYPE kvik_snapshots_sent_total counter");
+        let _ = writeln!(s, "kvik_snapshots_sent_total {}", g(&self.snapshots_sent));
+        let _ = writeln!(s, "# TYPE kvik_snapshots_installed_total counter");
+        let _ = writeln!(
+            s,
+            "kvik_snapshots_installed_total {}",
+            g(&self.snapshots_installed)
+        );
         let _ = writeln!(s, "# TYPE kvik_checkpoint_bytes_total counter");
         let _ = writeln!(
             s,

@@ -262,6 +262,71 @@ pub async fn write_hard_state<S: Storage>(
     f.sync_data().await
 }
 
+// ------------------------------------------------------- snapshot install
+
+/// Present in the WAL directory while a leader's snapshot is installed:
+/// `magic, index, crc32c`. Written and made durable before the store is
+/// touched, removed (durably) after the WAL restarts past the snapshot and
+/// before anything after it is appended, so at start-up it means "finish or
+/// forget the install at this index" (see `Shard::open_raft`).
+pub const INSTALL_MARKER: &str = "snapshot-install";
+const INSTALL_MAGIC: &[u8; 8] = b"KVIKINS1";
+
+/// Writes and fsyncs the marker, and makes its directory entry durable.
+pub async fn write_install_marker<S: Storage>(storage: &S, index: u64) -> std::io::Result<()> {
+    let mut b = INSTALL_MAGIC.to_vec();
+    b.extend_from_slice(&index.to_le_bytes());
+    let crc = crc32c::crc32c(&b);
+    b.extend_from_slice(&crc.to_le_bytes());
+    let mut f = storage.create(INSTALL_MARKER).await?;
+    let (r, _) = f.write_all_at(b, 0).await;
+    r?;
+    f.sync_data().await?;
+    storage.sync_dir().await
+}
+
+/// The index of an install that did not finish. A torn marker was never
+/// durable, so nothing was installed after it: `None`.
+pub async fn read_install_marker<S: Storage>(storage: &S) -> Result<Option<u64>, String> {
+    let names = storage
+        .list()
+        .await
+        .map_err(|e| format!("listing the WAL directory: {e}"))?;
+    if !names.iter().any(|n| n == INSTALL_MARKER) {
+        return Ok(None);
+    }
+    let f = storage
+        .open(INSTALL_MARKER)
+        .await
+        .map_err(|e| format!("opening {INSTALL_MARKER}: {e}"))?;
+    let b = raftlog::storage::read_whole(&f)
+        .await
+        .map_err(|e| format!("reading {INSTALL_MARKER}: {e}"))?;
+    if b.len() != 20 || &b[..8] != INSTALL_MAGIC {
+        return Ok(None);
+    }
+    let crc = u32::from_le_bytes(b[16..20].try_into().expect("4 bytes"));
+    if crc != crc32c::crc32c(&b[..16]) {
+        return Ok(None);
+    }
+    Ok(Some(u64::from_le_bytes(
+        b[8..16].try_into().expect("8 bytes"),
+    )))
+}
+
+/// Removes the marker durably (if present).
+pub async fn remove_install_marker<S: Storage>(storage: &S) -> Result<(), String> {
+    match storage.remove(INSTALL_MARKER).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("removing {INSTALL_MARKER}: {e}")),
+    }
+    storage
+        .sync_dir()
+        .await
+        .map_err(|e| format!("fsync of the WAL directory: {e}"))
+}
+
 // ------------------------------------------------------------ membership
 
 /// The Raft configuration and the member set, for a checkpoint manifest.

@@ -200,24 +200,9 @@ pub async fn write<S: Storage>(
         let map = storage.map(&name).await.map_err(CheckpointError::Sync)?;
         Some(Segment::new(segment_id, map))
     };
-    let slot = MANIFEST_SLOTS[(manifest.seq % 2) as usize];
-    let encoded = manifest.encode();
-    bytes += encoded.len() as u64;
-    let mut f = match storage.open(slot).await {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            let f = storage.create(slot).await.map_err(CheckpointError::Sync)?;
-            storage.sync_dir().await.map_err(CheckpointError::Sync)?;
-            f
-        }
-        Err(e) => return Err(CheckpointError::Sync(e)),
-    };
-    let len = encoded.len() as u64;
-    // The segment is durable already: any failure from here on is fatal.
-    let (res, _) = f.write_all_at(encoded, 0).await;
-    res.map_err(CheckpointError::Sync)?;
-    f.set_len(len).await.map_err(CheckpointError::Sync)?;
-    f.sync_data().await.map_err(CheckpointError::Sync)?;
+    bytes += write_manifest(&storage, &manifest)
+        .await
+        .map_err(CheckpointError::Sync)?;
     for id in retired {
         // The checkpoint is durable already; a disk that cannot unlink is
         // failing, so stop. The next open removes what is left.
@@ -232,4 +217,96 @@ pub async fn write<S: Storage>(
         manifest,
         bytes,
     })
+}
+
+/// Writes `manifest` into its slot (the older of the two) and fsyncs it:
+/// from then on it is the store's state. Returns the bytes written.
+async fn write_manifest<S: Storage>(storage: &S, manifest: &Manifest) -> io::Result<u64> {
+    let slot = MANIFEST_SLOTS[(manifest.seq % 2) as usize];
+    let encoded = manifest.encode();
+    let mut f = match storage.open(slot).await {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let f = storage.create(slot).await?;
+            storage.sync_dir().await?;
+            f
+        }
+        Err(e) => return Err(e),
+    };
+    let len = encoded.len() as u64;
+    let (res, _) = f.write_all_at(encoded, 0).await;
+    res?;
+    f.set_len(len).await?;
+    f.sync_data().await?;
+    Ok(len)
+}
+
+/// Replaces the store's whole state with a leader's checkpoint (a Raft
+/// snapshot), with the checkpoint protocol: the received segments are
+/// written under fresh ids of this store and fsynced with their directory,
+/// then a manifest naming only them goes into the next slot and is fsynced,
+/// and only then is every other segment unlinked. A crash before the
+/// manifest is durable leaves the previous state (the new files are
+/// leftovers the next open removes); after it, the snapshot's. Every
+/// failure is fatal to the caller. Returns the reopened store.
+pub async fn install<S: Storage>(
+    storage: &S,
+    current: Option<&Manifest>,
+    received: &crate::snapshot::Received,
+) -> Result<(Mvcc, Manifest), String> {
+    let names = storage
+        .list()
+        .await
+        .map_err(|e| format!("listing the revision store: {e}"))?;
+    let mut next_id = names
+        .iter()
+        .filter_map(|n| parse_segment_name(n))
+        .map(|id| id + 1)
+        .chain(current.map(|m| m.next_segment_id))
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let mut manifest = received.manifest.clone();
+    manifest.seq = current.map_or(1, |m| m.seq + 1);
+    manifest.segments.clear();
+    for (leader_id, range) in &received.segments {
+        let id = next_id;
+        next_id += 1;
+        let name = segment_name(id);
+        let mut bytes = received.data[range.clone()].to_vec();
+        engine::segment::relabel_segment(&mut bytes, id)
+            .map_err(|c| format!("snapshot segment {leader_id}: {c}"))?;
+        let mut file = storage
+            .create(&name)
+            .await
+            .map_err(|e| format!("creating {name}: {e}"))?;
+        let (res, _) = file.write_all_at(bytes, 0).await;
+        res.map_err(|e| format!("writing {name}: {e}"))?;
+        file.sync_data()
+            .await
+            .map_err(|e| format!("fsync of {name}: {e}"))?;
+        manifest.segments.push(id);
+    }
+    manifest.next_segment_id = next_id;
+    storage
+        .sync_dir()
+        .await
+        .map_err(|e| format!("fsync of the revision store directory: {e}"))?;
+    write_manifest(storage, &manifest)
+        .await
+        .map_err(|e| format!("writing the manifest: {e}"))?;
+    for name in &names {
+        if parse_segment_name(name).is_some_and(|id| !manifest.segments.contains(&id)) {
+            storage
+                .remove(name)
+                .await
+                .map_err(|e| format!("removing {name}: {e}"))?;
+        }
+    }
+    let (mvcc, opened) = open(storage).await?;
+    let opened = opened.ok_or_else(|| "the installed manifest does not read back".to_string())?;
+    if opened != manifest {
+        return Err("the installed manifest reads back differently".into());
+    }
+    Ok((mvcc, opened))
 }

@@ -25,6 +25,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
+use engine::segment::Manifest;
 use engine::{Applied, Command, Limits, Mvcc};
 use raftlog::raft::{
     self, ConfChange, ConfChangeKind, ConfState, Config as RaftConfig, EntryKind, HardState,
@@ -390,7 +391,10 @@ impl ShardHandle {
     }
 }
 
-type PersistFuture<S> = Pin<Box<dyn Future<Output = (Wal<S>, Result<(), String>)>>>;
+/// A persisted `Ready`'s outcome: the store reopened when the `Ready`
+/// installed a leader's snapshot.
+type Persisted = Result<Option<(Mvcc, Manifest)>, String>;
+type PersistFuture<S> = Pin<Box<dyn Future<Output = (Wal<S>, Persisted)>>>;
 type CheckpointFuture = Pin<
     Box<dyn Future<Output = Result<crate::revstore::Written, crate::revstore::CheckpointError>>>,
 >;
@@ -400,7 +404,7 @@ enum Wake<S: Storage> {
     Request(Request),
     InboxClosed,
     Peer(Incoming),
-    Persisted(Wal<S>, Result<(), String>),
+    Persisted(Wal<S>, Persisted),
     Checkpointed(Result<crate::revstore::Written, crate::revstore::CheckpointError>),
 }
 
@@ -513,7 +517,14 @@ pub struct Shard<S: Storage + 'static> {
     next_publish_tick: u64,
     /// This member applied its own removal.
     removed: bool,
-    snapshot_warned: HashSet<NodeId>,
+    /// A leader's snapshot received and checked, until the node takes it
+    /// (its `Ready` installs it) or passes it over.
+    received_snapshot: Option<crate::snapshot::Received>,
+    /// A received snapshot waits here while a checkpoint is being written
+    /// into the store it would replace.
+    deferred_snapshot: Option<crate::snapshot::Received>,
+    /// Snapshots this leader is streaming: to whom, at which entry.
+    snapshots_sending: Vec<(NodeId, u64, crate::peer::SnapshotPending)>,
     applied_index: u64,
     /// The term of the entry at `applied_index`, named in checkpoints.
     applied_term: u64,
@@ -547,6 +558,8 @@ pub struct Shard<S: Storage + 'static> {
     checkpoint_conf: ConfState,
     /// The applied index the last durable checkpoint covers.
     checkpointed_index: u64,
+    /// The newest durable manifest: what a lagging follower is sent.
+    manifest: Option<Manifest>,
     /// WAL entries below this index are covered by a checkpoint; the next
     /// persist releases their segments.
     wal_release_before: Option<u64>,
@@ -768,9 +781,29 @@ impl<S: Storage + Clone + 'static> Shard<S> {
             }
             _ => (ConfState::default(), MemberSet::new(opts.cluster_id)),
         };
-        let (wal, recovered) = Wal::open(storage.clone())
+        let (mut wal, mut recovered) = Wal::open(storage.clone())
             .await
             .map_err(|e| e.to_string())?;
+        if let Some(index) = raftstate::read_install_marker(&storage).await? {
+            // A leader's snapshot was being installed when the process
+            // stopped. If its manifest is durable, the store is the
+            // snapshot's and the log restarts after it; otherwise the store
+            // and the log are as they were. Nothing after the snapshot was
+            // acknowledged before the marker went.
+            if checkpointed_index == index {
+                wal.reset_after(index, checkpointed_term)
+                    .await
+                    .map_err(|e| format!("restarting the WAL after the snapshot: {e}"))?;
+                recovered.entries.clear();
+                tracing::info!("finished installing the snapshot at entry {index}");
+            } else {
+                tracing::info!(
+                    "a snapshot install at entry {index} had not completed; the store stays \
+                     at entry {checkpointed_index}"
+                );
+            }
+            raftstate::remove_install_marker(&storage).await?;
+        }
         if let Some(t) = &recovered.truncated_tail {
             tracing::warn!(
                 "WAL: truncated a torn last write in {} at offset {} ({} bytes dropped)",
@@ -786,14 +819,10 @@ impl<S: Storage + Clone + 'static> Shard<S> {
                 wal.last_index()
             ));
         }
-        if recovered
-            .entries
-            .first()
-            .is_some_and(|e| e.index > checkpointed_index + 1)
-        {
+        if wal.first_index() > checkpointed_index + 1 {
             return Err(format!(
                 "the WAL starts at entry {} but the checkpoint covers only up to {checkpointed_index}",
-                recovered.entries[0].index
+                wal.first_index()
             ));
         }
         let mut entries = Vec::with_capacity(recovered.entries.len());
@@ -968,7 +997,9 @@ impl<S: Storage + Clone + 'static> Shard<S> {
             reads_ready: Vec::new(),
             next_publish_tick: 0,
             removed: false,
-            snapshot_warned: HashSet::new(),
+            received_snapshot: None,
+            deferred_snapshot: None,
+            snapshots_sending: Vec::new(),
             applied_index,
             watch: WatchHub::default(),
             now: None,
@@ -986,6 +1017,7 @@ impl<S: Storage + Clone + 'static> Shard<S> {
             checkpoint: None,
             checkpoint_conf: ConfState::default(),
             checkpointed_index,
+            manifest,
             applied_term,
             wal_release_before: None,
             reclaim_all: false,
@@ -1159,7 +1191,12 @@ impl<S: Storage + Clone + 'static> Shard<S> {
                 Some(Wake::InboxClosed) => open = false,
                 Some(Wake::Peer(m)) => self.on_peer(m)?,
                 Some(Wake::Persisted(wal, result)) => self.finish_persist(wal, result)?,
-                Some(Wake::Checkpointed(result)) => self.finish_checkpoint(result)?,
+                Some(Wake::Checkpointed(result)) => {
+                    self.finish_checkpoint(result)?;
+                    if let Some(received) = self.deferred_snapshot.take() {
+                        self.step_snapshot(received)?;
+                    }
+                }
             }
         }
         Ok(())
@@ -1200,35 +1237,89 @@ impl<S: Storage + Clone + 'static> Shard<S> {
                 }
                 Ok(())
             }
-            Incoming::Snapshot { from, .. } => {
-                tracing::warn!(
-                    "peer {from:x}: snapshot received, but installing snapshots is not \
-                     implemented yet; dropped"
+            Incoming::Snapshot { from, group, data } => {
+                if group != GROUP_ID {
+                    tracing::debug!("peer {from:x}: snapshot for unknown group {group} dropped");
+                    return Ok(());
+                }
+                let bytes = data.len();
+                let received = match crate::snapshot::parse(data) {
+                    Ok(r) if r.message.from == from && r.message.to == self.id => r,
+                    Ok(_) => {
+                        tracing::warn!("peer {from:x}: snapshot addressed elsewhere dropped");
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        tracing::warn!("peer {from:x}: snapshot refused: {e}");
+                        return Ok(());
+                    }
+                };
+                tracing::info!(
+                    "received a snapshot at entry {} (term {}) from {from:x}: {} segments, \
+                     {bytes} bytes",
+                    received.meta.index,
+                    received.meta.term,
+                    received.segments.len()
                 );
+                if self.checkpoint.is_some() {
+                    // The store is being written: take it once that is done.
+                    self.deferred_snapshot = Some(received);
+                    return Ok(());
+                }
+                self.step_snapshot(received)
+            }
+        }
+    }
+
+    /// Hands a received snapshot to the node, which takes it (and its
+    /// next `Ready` installs it) only if it is ahead of the commit index.
+    fn step_snapshot(&mut self, received: crate::snapshot::Received) -> Result<(), String> {
+        let m = received.message.clone();
+        self.received_snapshot = Some(received);
+        match self.node.step(m) {
+            Ok(()) => Ok(()),
+            Err(e @ raft::RaftError::CommittedEntryConflict { .. }) => Err(e.to_string()),
+            Err(e) => {
+                tracing::debug!("snapshot message refused: {e}");
+                self.received_snapshot = None;
                 Ok(())
             }
         }
     }
 
-    /// Carries out a `Ready` up to its persistence: a snapshot to install
-    /// is not supported yet; entries and a changed term or vote go to disk
-    /// in a future the loop polls, and everything after waits for it.
+    /// Carries out a `Ready` up to its persistence: a leader's snapshot,
+    /// entries and a changed term or vote go to disk in a future the loop
+    /// polls, and everything after waits for it.
     fn handle_ready(&mut self, mut rd: Ready) -> Result<(), String> {
         self.proposed_since_ready = 0;
         if let Some(soft) = rd.soft {
             self.on_soft_state(soft.role, soft.leader);
         }
-        if let Some(snap) = &rd.snapshot {
-            return Err(format!(
-                "the leader sent a snapshot at entry {}, and installing snapshots is not \
-                 implemented yet",
-                snap.index
-            ));
-        }
+        let install = match &rd.snapshot {
+            Some(meta) => {
+                let received = self.received_snapshot.take().filter(|r| r.meta == *meta);
+                let Some(received) = received else {
+                    return Err(format!(
+                        "the node took a snapshot at entry {} that was not received",
+                        meta.index
+                    ));
+                };
+                assert!(
+                    self.checkpoint.is_none(),
+                    "no checkpoint runs while a snapshot installs"
+                );
+                Some(received)
+            }
+            None => {
+                // The node passed the received snapshot over.
+                self.received_snapshot = None;
+                None
+            }
+        };
         let hs = rd
             .hard_state
             .filter(|hs| hs.term != self.durable_hs.term || hs.vote != self.durable_hs.vote);
-        if rd.entries.is_empty() && hs.is_none() {
+        if install.is_none() && rd.entries.is_empty() && hs.is_none() {
             return self.after_persist(rd);
         }
         let mut wal = self
@@ -1242,10 +1333,25 @@ impl<S: Storage + Clone + 'static> Shard<S> {
         });
         let release = self.wal_release_before.take();
         let dir = self.wal_dir.clone();
+        let store = self.store.clone();
+        let current = self.manifest.clone();
         self.persist_started = Some(std::time::Instant::now());
         self.in_ready = Some(rd);
         self.persisting = Some(Box::pin(async move {
             let result = async {
+                let mut installed = None;
+                if let Some(received) = install {
+                    installed = Some(
+                        crate::snapshot::install(
+                            &mut wal,
+                            &dir,
+                            &store,
+                            current.as_ref(),
+                            &received,
+                        )
+                        .await?,
+                    );
+                }
                 if let Some(first) = entries.first() {
                     if first.index <= wal.last_index() {
                         // A new leader overwrote this member's uncommitted
@@ -1269,7 +1375,7 @@ impl<S: Storage + Clone + 'static> Shard<S> {
                         .await
                         .map_err(|e| format!("writing the Raft hard state: {e}"))?;
                 }
-                Ok::<(), String>(())
+                Ok::<_, String>(installed)
             }
             .await;
             (wal, result)
@@ -1277,12 +1383,15 @@ impl<S: Storage + Clone + 'static> Shard<S> {
         Ok(())
     }
 
-    fn finish_persist(&mut self, wal: Wal<S>, result: Result<(), String>) -> Result<(), String> {
+    fn finish_persist(&mut self, wal: Wal<S>, result: Persisted) -> Result<(), String> {
         // Never retry an fsync: the page cache may have dropped the data
         // it failed to write. Stop before acknowledging anything.
-        result.map_err(|e| format!("persisting the Raft log failed: {e}"))?;
+        let installed = result.map_err(|e| format!("persisting the Raft log failed: {e}"))?;
         self.wal = Some(wal);
         let rd = self.in_ready.take().expect("a Ready was being persisted");
+        if let Some((mvcc, manifest)) = installed {
+            self.install_state(mvcc, manifest)?;
+        }
         if let Some(hs) = rd.hard_state {
             if hs.term != self.durable_hs.term || hs.vote != self.durable_hs.vote {
                 self.durable_hs = hs;
@@ -1331,6 +1440,52 @@ impl<S: Storage + Clone + 'static> Shard<S> {
         Ok(())
     }
 
+    /// Takes the store a leader's snapshot left on disk as the state: the
+    /// keyspace, the member set and the applied index are the snapshot's;
+    /// watchers catch up from its history; peers follow its member set.
+    fn install_state(&mut self, mvcc: Mvcc, manifest: Manifest) -> Result<(), String> {
+        let (conf, members) = raftstate::decode_membership(&manifest.membership)?;
+        let delivered = self.mvcc.current_revision();
+        assert!(
+            manifest.applied_index > self.applied_index,
+            "a snapshot moves the applied index forward"
+        );
+        self.mvcc = mvcc;
+        self.members = members;
+        self.applied_index = manifest.applied_index;
+        self.applied_term = manifest.applied_term;
+        self.checkpointed_index = manifest.applied_index;
+        self.wal_release_before = None;
+        self.reclaim_check = true;
+        tracing::info!(
+            "installed the snapshot at entry {} (term {}): revision {}, {} segments, \
+             voters {:x?}, learners {:x?}",
+            manifest.applied_index,
+            manifest.applied_term,
+            self.mvcc.current_revision(),
+            manifest.segments.len(),
+            conf.voters,
+            conf.learners
+        );
+        self.manifest = Some(manifest);
+        self.watch.unsync_all(delivered);
+        if let Some(t) = &self.transport {
+            let known: HashSet<NodeId> = self.members.members().map(|m| m.id).collect();
+            for id in t.peers() {
+                if !known.contains(&id) {
+                    let _ = t.remove_peer(id);
+                }
+            }
+        }
+        let members: Vec<Member> = self.members.members().cloned().collect();
+        for m in &members {
+            self.add_peer(m);
+        }
+        self.publish_alarms();
+        METRICS.snapshots_installed.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
     fn on_soft_state(&mut self, role: Role, leader: Option<NodeId>) {
         tracing::info!(
             "raft: member {:x} is {role:?} in term {}, leader {}",
@@ -1373,16 +1528,11 @@ impl<S: Storage + Clone + 'static> Shard<S> {
     fn send(&mut self, m: raft::Message) {
         let to = m.to;
         if let MessageBody::Snapshot { meta } = &m.body {
-            // Shipping the revision store to a follower is not implemented
-            // yet: report the failure so the leader probes again later.
-            if self.snapshot_warned.insert(to) {
-                tracing::warn!(
-                    "member {to:x} needs a snapshot (entry {}): sending snapshots is not \
-                     implemented yet",
-                    meta.index
-                );
+            let index = meta.index;
+            if let Err(e) = self.send_snapshot(&m) {
+                tracing::warn!("snapshot at entry {index} for {to:x} not sent: {e}");
+                self.node.report_snapshot(to, false);
             }
-            self.node.report_snapshot(to, false);
             return;
         }
         let Some(t) = &self.transport else {
@@ -1391,6 +1541,66 @@ impl<S: Storage + Clone + 'static> Shard<S> {
         if let Err(e) = t.send(to, GROUP_ID, raft::codec::encode(&m)) {
             tracing::debug!("raft message to {to:x} not sent: {e}");
             self.node.report_unreachable(to);
+        }
+    }
+
+    /// Streams the newest checkpoint to a member behind the log. The
+    /// transport reports the outcome, which `poll_snapshots` hands to the
+    /// node.
+    fn send_snapshot(&mut self, m: &raft::Message) -> Result<(), String> {
+        let MessageBody::Snapshot { meta } = &m.body else {
+            unreachable!("only snapshot messages");
+        };
+        let t = self.transport.as_ref().ok_or("no peer transport")?;
+        let manifest = self
+            .manifest
+            .as_ref()
+            .filter(|mf| mf.applied_index == meta.index && mf.applied_term == meta.term)
+            .ok_or("the newest checkpoint is not the snapshot's")?;
+        let segments = self.mvcc.live_segments();
+        if segments
+            .iter()
+            .map(|s| s.id())
+            .ne(manifest.segments.iter().copied())
+        {
+            return Err("the store's segments are not the checkpoint's".into());
+        }
+        let message = raft::codec::encode(m);
+        let bytes = crate::snapshot::stream_bytes(&message, manifest, &segments);
+        let pieces = crate::snapshot::pieces(&message, manifest, segments);
+        let pending = t
+            .send_snapshot(m.to, GROUP_ID, pieces)
+            .map_err(|e| e.to_string())?;
+        tracing::info!(
+            "sending the snapshot at entry {} (term {}) to {:x}: {bytes} bytes",
+            meta.index,
+            meta.term,
+            m.to
+        );
+        self.snapshots_sending.push((m.to, meta.index, pending));
+        Ok(())
+    }
+
+    /// Reports finished snapshot streams to the node.
+    fn poll_snapshots(&mut self) {
+        let mut i = 0;
+        while i < self.snapshots_sending.len() {
+            let Some(result) = self.snapshots_sending[i].2.try_result() else {
+                i += 1;
+                continue;
+            };
+            let (to, index, _) = self.snapshots_sending.swap_remove(i);
+            match result {
+                Ok(_) => {
+                    tracing::info!("sent the snapshot at entry {index} to {to:x}");
+                    METRICS.snapshots_sent.fetch_add(1, Ordering::Relaxed);
+                    self.node.report_snapshot(to, true);
+                }
+                Err(e) => {
+                    tracing::warn!("the snapshot at entry {index} for {to:x} failed: {e}");
+                    self.node.report_snapshot(to, false);
+                }
+            }
         }
     }
 
@@ -1837,6 +2047,14 @@ impl<S: Storage + Clone + 'static> Shard<S> {
         if self.applied_index < self.checkpoint_retry_at {
             return;
         }
+        let installing = self
+            .in_ready
+            .as_ref()
+            .is_some_and(|rd| rd.snapshot.is_some());
+        if installing || self.received_snapshot.is_some() || self.deferred_snapshot.is_some() {
+            // A leader's snapshot is about to replace the store.
+            return;
+        }
         let (mem_bytes, mem_records) = self.mvcc.mem_usage();
         let reclaim =
             self.reclaim_all || std::mem::take(&mut self.reclaim_check) && self.mvcc.reclaim_due();
@@ -1848,20 +2066,21 @@ impl<S: Storage + Clone + 'static> Shard<S> {
             return;
         }
         let reclaim_all = std::mem::take(&mut self.reclaim_all);
-        let plan = match self
-            .mvcc
-            .checkpoint_plan(self.applied_index, self.applied_term, reclaim_all)
-        {
-            Ok(plan) => plan,
-            Err(c) => {
-                // Reading a segment's index failed: leave the state as it
-                // is (reads of the damaged records answer DataLoss).
-                tracing::error!("checkpoint not started: {c}");
-                self.mvcc.checkpoint_abandon();
-                self.checkpoint_retry_at = self.applied_index + self.checkpoint_policy.entries;
-                return;
-            }
-        };
+        let plan =
+            match self
+                .mvcc
+                .checkpoint_plan(self.applied_index, self.applied_term, reclaim_all)
+            {
+                Ok(plan) => plan,
+                Err(c) => {
+                    // Reading a segment's index failed: leave the state as it
+                    // is (reads of the damaged records answer DataLoss).
+                    tracing::error!("checkpoint not started: {c}");
+                    self.mvcc.checkpoint_abandon();
+                    self.checkpoint_retry_at = self.applied_index + self.checkpoint_policy.entries;
+                    return;
+                }
+            };
         tracing::debug!(
             "checkpoint at entry {}: {} records ({} bytes), retiring {} segments",
             self.applied_index,
@@ -1914,6 +2133,7 @@ impl<S: Storage + Clone + 'static> Shard<S> {
         let first = self.node.status().first_index;
         self.wal_release_before = Some(first.min(covered + 1));
         self.reclaim_check = true;
+        self.manifest = Some(written.manifest);
         METRICS.checkpoints.fetch_add(1, Ordering::Relaxed);
         METRICS
             .checkpoint_bytes
@@ -2103,6 +2323,7 @@ impl<S: Storage + Clone + 'static> Shard<S> {
             }
         }
         self.sweep();
+        self.poll_snapshots();
         self.maybe_publish();
         if self.node.role() != Role::Leader {
             // Only the leader expires leases.

@@ -501,6 +501,21 @@ impl WatchHub {
         }
     }
 
+    /// The store was replaced wholesale (a Raft snapshot installed):
+    /// every synced watcher, which has seen each revision up to
+    /// `delivered`, catches up from the new store's history instead.
+    pub fn unsync_all(&mut self, delivered: i64) {
+        for (stream, s) in self.streams.iter_mut() {
+            for (id, w) in s.watchers.iter_mut() {
+                if w.synced && !w.compacted {
+                    w.synced = false;
+                    w.next_rev = w.next_rev.max(delivered + 1);
+                    self.unsynced.insert((*stream, *id));
+                }
+            }
+        }
+    }
+
     pub fn has_unsynced(&self) -> bool {
         !self.unsynced.is_empty()
             || !self.progress_waiting.is_empty()
