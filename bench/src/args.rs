@@ -68,6 +68,13 @@ SERVERS:
     --etcd-bin PATH             etcd binary (default: the vendored etcd 3.7.2)
     --only kvik|etcd            run one side only
     --endpoint URL              run against an already running server; starts none
+    --members N                 start N members of each server on loopback, bootstrapped
+                                with etcd's --initial-cluster flags, and wait until every
+                                member agrees on a leader (default: 1); fsyncs and server
+                                CPU are summed over the members
+    --target all|leader         with --members 2 or more: spread the connections over every
+                                member (connection i to member i mod N; followers forward
+                                writes), or open them all to the leader (default: all)
 
 OUTPUT:
     --json FILE                 also write the full results as JSON
@@ -133,6 +140,24 @@ impl Side {
     }
 }
 
+/// Where the client connections go when a cluster runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClusterTarget {
+    /// Connection `i` goes to member `i mod N`.
+    All,
+    /// Every connection goes to the member that leads when the run starts.
+    Leader,
+}
+
+impl ClusterTarget {
+    pub fn name(self) -> &'static str {
+        match self {
+            ClusterTarget::All => "all",
+            ClusterTarget::Leader => "leader",
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Args {
     pub workload: Workload,
@@ -153,6 +178,9 @@ pub struct Args {
     pub etcd_bin: Option<PathBuf>,
     pub only: Option<Side>,
     pub endpoint: Option<String>,
+    /// Members of each server's cluster (1: a single node).
+    pub members: usize,
+    pub target: ClusterTarget,
     pub json: Option<PathBuf>,
     pub data_bytes: u64,
     pub passes: u64,
@@ -192,6 +220,8 @@ pub fn parse(argv: &[String]) -> Result<Option<Args>, String> {
         etcd_bin: None,
         only: None,
         endpoint: None,
+        members: 1,
+        target: ClusterTarget::All,
         json: None,
         data_bytes: 0,
         passes: 1,
@@ -207,6 +237,7 @@ pub fn parse(argv: &[String]) -> Result<Option<Args>, String> {
     };
     let mut val_size_given = false;
     let mut defrag_at_given = false;
+    let mut target_given = false;
     let mut it = argv.iter();
     while let Some(arg) = it.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -302,6 +333,15 @@ pub fn parse(argv: &[String]) -> Result<Option<Args>, String> {
                 })
             }
             "--endpoint" => a.endpoint = Some(value()?),
+            "--members" => a.members = num(flag, &value()?)?,
+            "--target" => {
+                a.target = match value()?.as_str() {
+                    "all" => ClusterTarget::All,
+                    "leader" => ClusterTarget::Leader,
+                    v => return Err(format!("--target: expected all|leader, got {v:?}")),
+                };
+                target_given = true;
+            }
             "--json" => a.json = Some(PathBuf::from(value()?)),
             _ => return Err(format!("unknown argument {arg:?} (see --help)")),
         }
@@ -345,6 +385,18 @@ pub fn parse(argv: &[String]) -> Result<Option<Args>, String> {
         // Keys are numbered by the data set, not by --keys.
         a.keys = a.data_bytes / a.val_size as u64;
         a.key_size = a.key_size.max(crate::load::KEY_PREFIX.len() + 8);
+    }
+    if a.members == 0 {
+        return Err("--members must be at least 1".into());
+    }
+    if a.members > 1 && a.workload.is_store() {
+        return Err("the revision store workloads run a single node: no --members".into());
+    }
+    if a.members > 1 && a.endpoint.is_some() {
+        return Err("--members starts its own servers: no --endpoint".into());
+    }
+    if target_given && a.members == 1 {
+        return Err("--target needs --members 2 or more".into());
     }
     if a.total.is_none() && a.duration.is_none() {
         a.total = Some(10_000);

@@ -79,21 +79,37 @@ pub fn key(key_size: usize, idx: u64) -> Vec<u8> {
     k
 }
 
-/// Opens `conns` HTTP/2 connections (eagerly, so that connection setup is
-/// not measured). The per-request deadline is enforced by the workers
-/// around each request: with a channel-wide `Endpoint::timeout`, keep-alive
-/// calls to etcd 3.7.2 timed out (cause not diagnosed).
-pub async fn connect(url: &str, conns: usize, _timeout: Duration) -> Result<Vec<Channel>, String> {
-    let endpoint = Endpoint::from_shared(url.to_string())
-        .map_err(|e| format!("{url}: {e}"))?
-        .connect_timeout(Duration::from_secs(5))
-        .tcp_nodelay(true);
+/// Opens `conns` HTTP/2 connections to `url` (eagerly, so that connection
+/// setup is not measured). The per-request deadline is enforced by the
+/// workers around each request: with a channel-wide `Endpoint::timeout`,
+/// keep-alive calls to etcd 3.7.2 timed out (cause not diagnosed).
+pub async fn connect(url: &str, conns: usize, timeout: Duration) -> Result<Vec<Channel>, String> {
+    connect_spread(&[url.to_string()], conns, timeout).await
+}
+
+/// [`connect`], with connection `i` to `urls[i % urls.len()]`. Client `i`
+/// uses connection `i % conns`, so the clients spread over the URLs as
+/// evenly as the connections do.
+pub async fn connect_spread(
+    urls: &[String],
+    conns: usize,
+    _timeout: Duration,
+) -> Result<Vec<Channel>, String> {
+    let endpoints = urls
+        .iter()
+        .map(|url| {
+            Endpoint::from_shared(url.clone())
+                .map(|e| e.connect_timeout(Duration::from_secs(5)).tcp_nodelay(true))
+                .map_err(|e| format!("{url}: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let mut channels = Vec::with_capacity(conns);
-    for _ in 0..conns {
+    for i in 0..conns {
+        let endpoint = &endpoints[i % endpoints.len()];
         let ch = endpoint
             .connect()
             .await
-            .map_err(|e| format!("connect {url}: {e}"))?;
+            .map_err(|e| format!("connect {}: {e}", endpoint.uri()))?;
         channels.push(ch);
     }
     Ok(channels)

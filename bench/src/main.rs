@@ -10,6 +10,12 @@
 //! `etcd_disk_wal_fsync_duration_seconds_count`) and server CPU per request
 //! (from `/proc/<pid>/stat`), per run and as the median of the runs.
 //!
+//! With `--members N`, each run starts N members of each server on
+//! loopback, bootstrapped together with etcd's `--initial-cluster` flags,
+//! and drives the same workloads against them: over every member, or all
+//! to the leader (`--target`). Server CPU and fsyncs are summed over the
+//! members.
+//!
 //! The revision store's workloads (`restart`, `compact-pause`, `big`) live
 //! in `store`: restart time after SIGKILL and SIGTERM, write latency while
 //! compaction, space reclamation and Defragment run, and a data set larger
@@ -18,6 +24,7 @@
 //! Run `kvik-bench --help` for the flags.
 
 mod args;
+mod cluster;
 mod load;
 mod report;
 mod server;
@@ -28,10 +35,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use args::{Args, Side};
+use args::{Args, ClusterTarget, Side};
+use cluster::Cluster;
 use load::Plan;
-use report::RunFigures;
-use server::Server;
+use report::{MemberFigures, RunFigures};
 
 /// One thing to benchmark: a server this process starts, or an endpoint.
 enum Target {
@@ -80,12 +87,38 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(bench(args)) {
+    // On a signal, dropping the bench kills every server and removes the
+    // data directories before the process exits.
+    let result = rt.block_on(async {
+        tokio::select! {
+            r = bench(args) => r,
+            sig = stop_signal() => Err(format!("stopped by {sig}")),
+        }
+    });
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("kvik-bench: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The first of SIGINT, SIGTERM and SIGHUP to arrive.
+async fn stop_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    async fn recv(kind: SignalKind) {
+        match signal(kind) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    }
+    tokio::select! {
+        _ = recv(SignalKind::interrupt()) => "SIGINT",
+        _ = recv(SignalKind::terminate()) => "SIGTERM",
+        _ = recv(SignalKind::hangup()) => "SIGHUP",
     }
 }
 
@@ -191,6 +224,16 @@ async fn bench(a: Args) -> Result<(), String> {
             String::new()
         },
     );
+    if a.members > 1 {
+        println!(
+            "cluster: {} members of each server, connections {}",
+            a.members,
+            match a.target {
+                ClusterTarget::All => "spread over every member",
+                ClusterTarget::Leader => "all to the leader",
+            }
+        );
+    }
     println!();
 
     let scratch = ScratchDir(a.dir.join(format!("kvik-bench-{}", std::process::id())));
@@ -276,6 +319,9 @@ async fn bench(a: Args) -> Result<(), String> {
                 r.target, r.run
             ));
         }
+        if let Some(n) = &r.cluster_note {
+            notes.push(format!("{} run {}: {n}", r.target, r.run));
+        }
         if r.misses > 0 {
             notes.push(format!(
                 "{} run {}: {} ranges found no key (all keys were preloaded)",
@@ -285,6 +331,32 @@ async fn bench(a: Args) -> Result<(), String> {
     }
     for n in &notes {
         println!("note: {n}");
+    }
+    if a.members > 1 {
+        for r in &runs {
+            let shares: Vec<String> = r
+                .members
+                .iter()
+                .map(|m| {
+                    format!(
+                        "{}{} {}",
+                        m.name,
+                        if m.leader { "*" } else { "" },
+                        report::opt(m.server_cpu_us_per_req, 1)
+                    )
+                })
+                .collect();
+            println!(
+                "{} run {} srv CPU us/req by member (* leader): {}",
+                r.target,
+                r.run,
+                shares.join(", ")
+            );
+        }
+        println!(
+            "with {} members: srv CPU sums every member's; fsyncs are the members' total, and writes/fsync divides the puts by the fsyncs per member",
+            a.members
+        );
     }
     println!(
         "latency per request, ms; writes/fsync = puts acknowledged / WAL fsyncs; CPU = utime+stime per acknowledged request;\nother CPU = cores used by all other processes on the machine during the run (interference)"
@@ -310,69 +382,123 @@ async fn run_one(
 ) -> Result<RunFigures, String> {
     let name = t.name();
     let ctx = |e: String| format!("{name} run {run}: {e}");
-    let mut server = None;
-    let (url, ready_s) = match t {
+    let mut cluster = None;
+    let (urls, ready) = match t {
         Target::Spawn { bin, .. } => {
             let dir = scratch.join(format!("{name}-r{run}"));
-            let mut s = Server::start(bin, dir, &a.server_flags).map_err(ctx)?;
-            let ready = s.wait_ready().await.map_err(ctx)?;
-            let url = s.client_url.clone();
-            server = Some(s);
-            (url, Some(ready.as_secs_f64()))
+            let token = format!("kvik-bench-{name}-r{run}");
+            let mut c =
+                Cluster::start(bin, dir, a.members, &token, &a.server_flags).map_err(ctx)?;
+            let ready = c.wait_ready().await.map_err(ctx)?;
+            let urls = match a.target {
+                ClusterTarget::All => c.members().iter().map(|m| m.client_url.clone()).collect(),
+                ClusterTarget::Leader => vec![c.members()[ready.leader].client_url.clone()],
+            };
+            cluster = Some(c);
+            (urls, Some(ready))
         }
-        Target::Endpoint(url) => (url.clone(), None),
+        Target::Endpoint(url) => (vec![url.clone()], None),
     };
+    let members = cluster.as_ref().map_or(&[][..], |c| c.members());
     eprint!("run {run}/{} {name}: ", a.runs);
-    if let Some(r) = ready_s {
-        eprint!("ready in {r:.2}s, ");
+    if let Some(r) = ready {
+        eprint!("ready in {:.2}s, ", r.elapsed.as_secs_f64());
+        if a.members > 1 {
+            eprint!("leader {}, ", members[r.leader].name);
+        }
     }
-    let channels = load::connect(&url, a.conns, a.timeout).await.map_err(ctx)?;
+    let channels = load::connect_spread(&urls, a.conns, a.timeout)
+        .await
+        .map_err(ctx)?;
     if plan.needs_preload() {
         eprint!("preloading {} keys, ", plan.keys.len());
         load::preload(&channels, plan).await.map_err(ctx)?;
     }
 
-    let fsync = |s: &Server| sys::scrape_counter(&s.metrics_addr, sys::FSYNC_METRIC);
-    let fsync_before = server.as_ref().map(fsync);
-    let cpu_before = server.as_ref().and_then(|s| sys::cpu_ticks(s.pid()));
+    // Per member: WAL fsyncs and CPU ticks, before and after.
+    let fsyncs = || -> Vec<Result<f64, String>> {
+        members
+            .iter()
+            .map(|s| sys::scrape_counter(&s.metrics_addr, sys::FSYNC_METRIC))
+            .collect()
+    };
+    let cpu = || -> Vec<Option<u64>> { members.iter().map(|s| sys::cpu_ticks(s.pid())).collect() };
+    let fsync_before = fsyncs();
+    let cpu_before = cpu();
     let mark_before = sys::CpuMark::now();
 
     let result = load::run(&channels, plan, run as u64).await.map_err(ctx)?;
 
     let mark_after = sys::CpuMark::now();
-    let cpu_after = server.as_ref().and_then(|s| sys::cpu_ticks(s.pid()));
-    let fsync_after = server.as_ref().map(fsync);
+    let cpu_after = cpu();
+    let fsync_after = fsyncs();
     drop(channels);
-    drop(server);
-
-    let mut fig = RunFigures::new(name, run, pos, &result);
-    fig.ready_s = ready_s;
-    let per_req = |before: Option<u64>, after: Option<u64>| match (before, after) {
-        (Some(b), Some(a)) if result.ok > 0 => {
-            Some(a.saturating_sub(b) as f64 / ticks * 1e6 / result.ok as f64)
-        }
+    let leader_after = match (&cluster, ready) {
+        (Some(c), Some(r)) if a.members > 1 => Some((c.leader().await, r.leader)),
         _ => None,
     };
-    fig.server_cpu_us_per_req = per_req(cpu_before, cpu_after);
-    fig.client_cpu_us_per_req = per_req(mark_before.me, mark_after.me);
-    let srv = cpu_before
-        .zip(cpu_after)
-        .map_or(0, |(b, a)| a.saturating_sub(b));
-    fig.other_cpu_cores =
-        mark_before.other_cores(&mark_after, srv, ticks, result.elapsed.as_secs_f64());
-    match (fsync_before, fsync_after) {
-        (Some(Ok(b)), Some(Ok(a))) => {
-            let d = a - b;
-            fig.fsyncs = Some(d);
-            if result.puts_ok > 0 && d > 0.0 {
-                fig.writes_per_fsync = Some(result.puts_ok as f64 / d);
+
+    let mut fig = RunFigures::new(name, run, pos, &result);
+    fig.ready_s = ready.map(|r| r.elapsed.as_secs_f64());
+    let per_req = |ticks_used: Option<u64>| match ticks_used {
+        Some(t) if result.ok > 0 => Some(t as f64 / ticks * 1e6 / result.ok as f64),
+        _ => None,
+    };
+    let used = |b: &Option<u64>, a: &Option<u64>| b.zip(*a).map(|(b, a)| a.saturating_sub(b));
+    let srv_ticks: Vec<Option<u64>> = cpu_before
+        .iter()
+        .zip(&cpu_after)
+        .map(|(b, a)| used(b, a))
+        .collect();
+    let srv_total: Option<u64> = if members.is_empty() {
+        None
+    } else {
+        srv_ticks.iter().copied().sum()
+    };
+    fig.server_cpu_us_per_req = per_req(srv_total);
+    fig.client_cpu_us_per_req = per_req(used(&mark_before.me, &mark_after.me));
+    fig.other_cpu_cores = mark_before.other_cores(
+        &mark_after,
+        srv_total.unwrap_or(0),
+        ticks,
+        result.elapsed.as_secs_f64(),
+    );
+    let fsync_used: Vec<Result<f64, String>> = fsync_before
+        .into_iter()
+        .zip(fsync_after)
+        .map(|(b, a)| Ok(a? - b?))
+        .collect();
+    fig.members = members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| MemberFigures {
+            name: m.name.clone(),
+            leader: ready.is_some_and(|r| r.leader == i),
+            server_cpu_us_per_req: per_req(srv_ticks[i]),
+            fsyncs: fsync_used[i].as_ref().ok().copied(),
+        })
+        .collect();
+    if !members.is_empty() {
+        match fsync_used.into_iter().sum::<Result<f64, String>>() {
+            Ok(d) => {
+                fig.fsyncs = Some(d);
+                let per_member = d / members.len() as f64;
+                if result.puts_ok > 0 && per_member > 0.0 {
+                    fig.writes_per_fsync = Some(result.puts_ok as f64 / per_member);
+                }
             }
+            Err(e) => fig.fsync_note = Some(format!("writes/fsync n/a: {e}")),
         }
-        (Some(Err(e)), _) | (_, Some(Err(e))) => {
-            fig.fsync_note = Some(format!("writes/fsync n/a: {e}"))
-        }
-        _ => {}
     }
+    fig.cluster_note = match leader_after {
+        Some((Ok(now), before)) if now != before => Some(format!(
+            "the leader changed during the run, from {} to {}",
+            members[before].name, members[now].name
+        )),
+        Some((Err(e), _)) => Some(format!("leader after the run unknown: {e}")),
+        _ => None,
+    };
+    drop(cluster);
     eprintln!(
         "{} ok in {:.2}s = {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms{}",
         result.ok,

@@ -6,6 +6,27 @@ use crate::args::Args;
 use crate::load::LoadResult;
 use crate::sys::MachineInfo;
 
+/// One member's share of a run.
+#[derive(Clone, Debug)]
+pub struct MemberFigures {
+    pub name: String,
+    /// Led when the run started.
+    pub leader: bool,
+    pub server_cpu_us_per_req: Option<f64>,
+    pub fsyncs: Option<f64>,
+}
+
+impl MemberFigures {
+    fn to_json(&self) -> Value {
+        json!({
+            "name": self.name,
+            "leader_at_start": self.leader,
+            "server_cpu_us_per_request": self.server_cpu_us_per_req,
+            "wal_fsyncs": self.fsyncs,
+        })
+    }
+}
+
 /// The figures of one run of one server.
 #[derive(Clone, Debug)]
 pub struct RunFigures {
@@ -34,6 +55,12 @@ pub struct RunFigures {
     pub client_cpu_us_per_req: Option<f64>,
     /// CPU used by everything else on the machine during the run, in cores.
     pub other_cpu_cores: Option<f64>,
+    /// Each member's share (one entry for a single node). The server CPU
+    /// and fsync figures above are summed over them.
+    pub members: Vec<MemberFigures>,
+    /// Something that happened to the cluster during the run, e.g. a new
+    /// leader.
+    pub cluster_note: Option<String>,
 }
 
 impl RunFigures {
@@ -64,6 +91,8 @@ impl RunFigures {
             server_cpu_us_per_req: None,
             client_cpu_us_per_req: None,
             other_cpu_cores: None,
+            members: Vec::new(),
+            cluster_note: None,
         }
     }
 
@@ -91,6 +120,8 @@ impl RunFigures {
             "server_cpu_us_per_request": self.server_cpu_us_per_req,
             "client_cpu_us_per_request": self.client_cpu_us_per_req,
             "other_processes_cpu_cores": self.other_cpu_cores,
+            "members": self.members.iter().map(MemberFigures::to_json).collect::<Vec<_>>(),
+            "cluster_note": self.cluster_note,
         })
     }
 }
@@ -103,6 +134,7 @@ pub struct Medians {
     pub p90_ms: f64,
     pub p99_ms: f64,
     pub p999_ms: f64,
+    pub max_ms: f64,
     pub writes_per_fsync: Option<f64>,
     pub fsyncs: Option<f64>,
     pub server_cpu_us_per_req: Option<f64>,
@@ -136,6 +168,7 @@ pub fn medians(target: &str, runs: &[&RunFigures]) -> Medians {
         p90_ms: m(&|r| r.p90_ms),
         p99_ms: m(&|r| r.p99_ms),
         p999_ms: m(&|r| r.p999_ms),
+        max_ms: m(&|r| r.max_ms),
         writes_per_fsync: mo(&|r| r.writes_per_fsync),
         fsyncs: mo(&|r| r.fsyncs),
         server_cpu_us_per_req: mo(&|r| r.server_cpu_us_per_req),
@@ -150,7 +183,7 @@ pub fn opt(v: Option<f64>, prec: usize) -> String {
     v.map_or_else(|| "n/a".to_string(), |x| format!("{x:.prec$}"))
 }
 
-const HEADER: &str = "target  run        req/s   p50 ms   p90 ms   p99 ms p99.9 ms  writes/fsync   fsyncs  srv CPU us/req  cli CPU us/req  errors  other CPU";
+const HEADER: &str = "target  run        req/s   p50 ms   p90 ms   p99 ms p99.9 ms   max ms  writes/fsync   fsyncs  srv CPU us/req  cli CPU us/req  errors  other CPU";
 
 pub fn table(runs: &[RunFigures], medians: &[Medians]) -> String {
     let mut s = String::new();
@@ -158,7 +191,7 @@ pub fn table(runs: &[RunFigures], medians: &[Medians]) -> String {
     s.push('\n');
     for r in runs {
         s.push_str(&format!(
-            "{:<6}  {:>3}  {:>11.0}  {:>7.3}  {:>7.3}  {:>7.3}  {:>7.3}  {:>12}  {:>7}  {:>14}  {:>14}  {:>6}  {:>9}\n",
+            "{:<6}  {:>3}  {:>11.0}  {:>7.3}  {:>7.3}  {:>7.3}  {:>7.3}  {:>7.3}  {:>12}  {:>7}  {:>14}  {:>14}  {:>6}  {:>9}\n",
             r.target,
             r.run,
             r.throughput,
@@ -166,6 +199,7 @@ pub fn table(runs: &[RunFigures], medians: &[Medians]) -> String {
             r.p90_ms,
             r.p99_ms,
             r.p999_ms,
+            r.max_ms,
             opt(r.writes_per_fsync, 2),
             opt(r.fsyncs, 0),
             opt(r.server_cpu_us_per_req, 1),
@@ -177,13 +211,14 @@ pub fn table(runs: &[RunFigures], medians: &[Medians]) -> String {
     s.push_str(&format!("{}\n", "-".repeat(HEADER.len())));
     for m in medians {
         s.push_str(&format!(
-            "{:<6}  med  {:>11.0}  {:>7.3}  {:>7.3}  {:>7.3}  {:>7.3}  {:>12}  {:>7}  {:>14}  {:>14}  {:>6}  {:>9}\n",
+            "{:<6}  med  {:>11.0}  {:>7.3}  {:>7.3}  {:>7.3}  {:>7.3}  {:>7.3}  {:>12}  {:>7}  {:>14}  {:>14}  {:>6}  {:>9}\n",
             m.target,
             m.throughput,
             m.p50_ms,
             m.p90_ms,
             m.p99_ms,
             m.p999_ms,
+            m.max_ms,
             opt(m.writes_per_fsync, 2),
             opt(m.fsyncs, 0),
             opt(m.server_cpu_us_per_req, 1),
@@ -229,11 +264,13 @@ pub fn json_doc(
             "duration_s": a.duration.map(|d| d.as_secs_f64()),
             "runs": a.runs,
             "endpoint": a.endpoint,
+            "members": a.members,
+            "target": a.target.name(),
         },
         "runs": runs.iter().map(RunFigures::to_json).collect::<Vec<_>>(),
         "median": medians.iter().map(|m| (m.target.clone(), json!({
             "throughput_rps": m.throughput,
-            "latency_ms": {"p50": m.p50_ms, "p90": m.p90_ms, "p99": m.p99_ms, "p99.9": m.p999_ms},
+            "latency_ms": {"p50": m.p50_ms, "p90": m.p90_ms, "p99": m.p99_ms, "p99.9": m.p999_ms, "max": m.max_ms},
             "writes_per_fsync": m.writes_per_fsync,
             "wal_fsyncs": m.fsyncs,
             "server_cpu_us_per_request": m.server_cpu_us_per_req,

@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 
 use net::pb::etcdserverpb::kv_client::KvClient;
 use net::pb::etcdserverpb::maintenance_client::MaintenanceClient;
-use net::pb::etcdserverpb::{RangeRequest, StatusRequest};
-use tonic::transport::Endpoint;
+use net::pb::etcdserverpb::{RangeRequest, StatusRequest, StatusResponse};
+use tonic::transport::{Channel, Endpoint};
 
 /// How long a server may take to answer Status and a linearizable read.
-const READY_DEADLINE: Duration = Duration::from_secs(120);
+pub const READY_DEADLINE: Duration = Duration::from_secs(120);
 /// Pause between readiness probes.
-const POLL_INTERVAL: Duration = Duration::from_millis(5);
+pub const POLL_INTERVAL: Duration = Duration::from_millis(5);
 
 /// A running server child. Dropping it kills the child and removes its
 /// directory (data dir and log), also while unwinding from a panic.
@@ -24,6 +24,8 @@ pub struct Server {
     /// The command line, kept so that a restart uses the same one.
     bin: PathBuf,
     args: Vec<String>,
+    /// The member name (`--name`).
+    pub name: String,
     pub client_url: String,
     pub metrics_addr: String,
 }
@@ -41,20 +43,35 @@ impl Server {
     /// Starts `bin` with etcd's single-member flags, then `extra`, on fresh
     /// ports and a fresh data dir under `dir` (which must not exist yet).
     pub fn start(bin: &Path, dir: PathBuf, extra: &[String]) -> Result<Server, String> {
+        let ports = Ports::free(1)?[0];
+        let initial_cluster = format!("b1={}", ports.peer_url());
+        Server::start_member(bin, dir, "b1", ports, &initial_cluster, extra)
+    }
+
+    /// Starts member `name` of the cluster `initial_cluster` (etcd's
+    /// `name=peer-url,...`) on `ports`, with a fresh data dir under `dir`
+    /// (which must not exist yet). `extra` follows the member's own flags.
+    pub fn start_member(
+        bin: &Path,
+        dir: PathBuf,
+        name: &str,
+        ports: Ports,
+        initial_cluster: &str,
+        extra: &[String],
+    ) -> Result<Server, String> {
         std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-        let [client, peer, metrics] = free_ports()?;
         let data_dir = dir.join("data");
-        let client_url = format!("http://127.0.0.1:{client}");
-        let peer_url = format!("http://127.0.0.1:{peer}");
-        let metrics_url = format!("http://127.0.0.1:{metrics}");
-        let mut args: Vec<String> = vec!["--name".into(), "b1".into(), "--data-dir".into()];
+        let client_url = format!("http://127.0.0.1:{}", ports.client);
+        let peer_url = ports.peer_url();
+        let metrics_url = format!("http://127.0.0.1:{}", ports.metrics);
+        let mut args: Vec<String> = vec!["--name".into(), name.into(), "--data-dir".into()];
         args.push(data_dir.to_string_lossy().into_owned());
         for (flag, value) in [
             ("--listen-client-urls", &client_url),
             ("--advertise-client-urls", &client_url),
             ("--listen-peer-urls", &peer_url),
             ("--initial-advertise-peer-urls", &peer_url),
-            ("--initial-cluster", &format!("b1={peer_url}")),
+            ("--initial-cluster", &initial_cluster.to_string()),
             ("--listen-metrics-urls", &metrics_url),
         ] {
             args.push(flag.into());
@@ -67,8 +84,9 @@ impl Server {
             dir,
             bin: bin.to_path_buf(),
             args,
+            name: name.to_string(),
             client_url,
-            metrics_addr: format!("127.0.0.1:{metrics}"),
+            metrics_addr: format!("127.0.0.1:{}", ports.metrics),
         })
     }
 
@@ -121,6 +139,14 @@ impl Server {
         Ok(())
     }
 
+    /// `Err` with the log's tail if the child has exited.
+    pub fn check_running(&mut self) -> Result<(), String> {
+        match self.child.try_wait() {
+            Ok(Some(status)) => Err(format!("server exited with {status}\n{}", self.log_tail())),
+            _ => Ok(()),
+        }
+    }
+
     /// Polls Status (and then a linearizable Range, which needs a leader)
     /// until both succeed. Fails early if the child exits.
     pub async fn wait_ready(&mut self) -> Result<Duration, String> {
@@ -133,9 +159,7 @@ impl Server {
         let mut last_err = String::from("no answer yet");
         let mut status = None;
         loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(format!("server exited with {status}\n{}", self.log_tail()));
-            }
+            self.check_running()?;
             if started.elapsed() > READY_DEADLINE {
                 return Err(format!(
                     "not ready after {READY_DEADLINE:?}: {last_err}\n{}",
@@ -199,16 +223,31 @@ enum Probe {
     StatusOnly(String),
 }
 
-/// Status (skipped once it has answered, unless `status`), then a
-/// linearizable Range, which needs a leader.
-async fn probe(url: &str, status: bool) -> Result<Probe, String> {
-    let channel = Endpoint::from_shared(url.to_string())
+/// A channel to `url` for one probe.
+async fn probe_channel(url: &str) -> Result<Channel, String> {
+    Endpoint::from_shared(url.to_string())
         .map_err(|e| e.to_string())?
         .connect_timeout(Duration::from_secs(1))
         .timeout(Duration::from_secs(5))
         .connect()
         .await
-        .map_err(|e| format!("connect: {e}"))?;
+        .map_err(|e| format!("connect: {e}"))
+}
+
+/// One Maintenance.Status of the server at `url`.
+pub async fn status(url: &str) -> Result<StatusResponse, String> {
+    let channel = probe_channel(url).await?;
+    MaintenanceClient::new(channel)
+        .status(StatusRequest {})
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(|e| format!("Status: {e}"))
+}
+
+/// Status (skipped once it has answered, unless `status`), then a
+/// linearizable Range, which needs a leader.
+async fn probe(url: &str, status: bool) -> Result<Probe, String> {
+    let channel = probe_channel(url).await?;
     if status {
         MaintenanceClient::new(channel.clone())
             .status(StatusRequest {})
@@ -227,15 +266,41 @@ async fn probe(url: &str, status: bool) -> Result<Probe, String> {
     }
 }
 
-/// Three distinct free ports (all listeners are held until all are bound).
-fn free_ports() -> Result<[u16; 3], String> {
-    let bind = || {
-        TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| Ok((l.local_addr()?.port(), l)))
-            .map_err(|e| format!("bind 127.0.0.1:0: {e}"))
-    };
-    let (a, _la) = bind()?;
-    let (b, _lb) = bind()?;
-    let (c, _lc) = bind()?;
-    Ok([a, b, c])
+/// The loopback ports of one member.
+#[derive(Clone, Copy, Debug)]
+pub struct Ports {
+    pub client: u16,
+    pub peer: u16,
+    pub metrics: u16,
+}
+
+impl Ports {
+    /// Free ports for `members` members, all distinct: every listener is
+    /// held until all are bound.
+    pub fn free(members: usize) -> Result<Vec<Ports>, String> {
+        let mut held = Vec::with_capacity(3 * members);
+        let mut port = || {
+            let l =
+                TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind 127.0.0.1:0: {e}"))?;
+            let p = l
+                .local_addr()
+                .map_err(|e| format!("local_addr: {e}"))?
+                .port();
+            held.push(l);
+            Ok::<_, String>(p)
+        };
+        (0..members)
+            .map(|_| {
+                Ok(Ports {
+                    client: port()?,
+                    peer: port()?,
+                    metrics: port()?,
+                })
+            })
+            .collect()
+    }
+
+    pub fn peer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.peer)
+    }
 }
