@@ -1848,20 +1848,21 @@ impl<S: Storage + Clone + 'static> Shard<S> {
             return;
         }
         let reclaim_all = std::mem::take(&mut self.reclaim_all);
-        let plan = match self
-            .mvcc
-            .checkpoint_plan(self.applied_index, self.applied_term, reclaim_all)
-        {
-            Ok(plan) => plan,
-            Err(c) => {
-                // Reading a segment's index failed: leave the state as it
-                // is (reads of the damaged records answer DataLoss).
-                tracing::error!("checkpoint not started: {c}");
-                self.mvcc.checkpoint_abandon();
-                self.checkpoint_retry_at = self.applied_index + self.checkpoint_policy.entries;
-                return;
-            }
-        };
+        let plan =
+            match self
+                .mvcc
+                .checkpoint_plan(self.applied_index, self.applied_term, reclaim_all)
+            {
+                Ok(plan) => plan,
+                Err(c) => {
+                    // Reading a segment's index failed: leave the state as it
+                    // is (reads of the damaged records answer DataLoss).
+                    tracing::error!("checkpoint not started: {c}");
+                    self.mvcc.checkpoint_abandon();
+                    self.checkpoint_retry_at = self.applied_index + self.checkpoint_policy.entries;
+                    return;
+                }
+            };
         tracing::debug!(
             "checkpoint at entry {}: {} records ({} bytes), retiring {} segments",
             self.applied_index,
