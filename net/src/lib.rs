@@ -16,6 +16,7 @@ pub mod convert;
 pub mod datadir;
 pub mod disk;
 pub mod errors;
+pub mod forward;
 pub mod membership;
 pub mod metrics;
 pub mod pb;

@@ -37,6 +37,7 @@ use tokio::sync::{mpsc, oneshot};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use crate::forward::{Forward, ForwardAnswer, ForwardRequest, FORWARD_GROUP_ID};
 use crate::membership::{Member, MemberSet, MembershipError};
 use crate::metrics::METRICS;
 use crate::peer::{Incoming, PeerTransport};
@@ -74,6 +75,18 @@ pub const PROGRESS_NOTIFY_INTERVAL_DEFAULT: Duration = Duration::from_secs(600);
 /// The term a new keyspace's log starts in; each start then takes office in
 /// the next term.
 pub const BOOTSTRAP_TERM: u64 = 1;
+/// Requests a follower forwarded to the leader and still waits for, and
+/// forwarded requests a leader is still serving, each at most, in requests.
+/// More are refused with "too many requests".
+pub const FORWARDED_REQUESTS_MAX: usize = 4096;
+/// A forwarded request the leader has not answered within this many shard
+/// ticks fails with "request timed out" ("no leader" when none is known),
+/// like a proposal, in ticks.
+pub const FORWARD_TIMEOUT_TICKS: u64 = REQUEST_TIMEOUT_TICKS;
+/// A forwarded keep-alive or TimeToLive not answered within this many shard
+/// ticks is sent again (the transport may lose it with a connection), in
+/// ticks.
+pub const FORWARD_RETRY_TICKS: u64 = 5;
 /// A checkpoint starts once the records held only in memory (and the WAL)
 /// reach this size, in bytes.
 pub const CHECKPOINT_BYTES_DEFAULT: u64 = 64 << 20;
@@ -536,6 +549,8 @@ pub struct Shard<S: Storage + 'static> {
     lease_deadlines: HashMap<i64, Instant>,
     /// Leases whose expiry revoke is in the log but not yet applied.
     lease_revoking: HashSet<i64>,
+    /// Requests forwarded to the leader, and forwarded requests served.
+    forwarding: Forwarding,
     last_progress_notify: Option<Instant>,
     progress_notify_interval: Duration,
     /// Where the NOSPACE flag is published (set once running).
@@ -1005,6 +1020,7 @@ impl<S: Storage + Clone + 'static> Shard<S> {
             now: None,
             lease_deadlines: HashMap::new(),
             lease_revoking: HashSet::new(),
+            forwarding: Forwarding::default(),
             last_progress_notify: None,
             progress_notify_interval: PROGRESS_NOTIFY_INTERVAL_DEFAULT,
             nospace: None,
@@ -1140,6 +1156,7 @@ impl<S: Storage + Clone + 'static> Shard<S> {
             if self.checkpoint.is_none() {
                 self.maybe_checkpoint();
             }
+            self.answer_served();
             let busy = handled == INBOX_BUDGET_MESSAGES || peer_handled == PEER_BUDGET_MESSAGES;
             if busy {
                 yield_now().await;
@@ -1210,6 +1227,10 @@ impl<S: Storage + Clone + 'static> Shard<S> {
                 group,
                 payload,
             } => {
+                if group == FORWARD_GROUP_ID {
+                    self.on_forward(from, &payload);
+                    return Ok(());
+                }
                 if group != GROUP_ID {
                     tracing::debug!("peer {from:x}: message for unknown group {group} dropped");
                     return Ok(());
@@ -1934,6 +1955,13 @@ impl<S: Storage + Clone + 'static> Shard<S> {
     }
 
     fn member_change(&mut self, op: MemberOp, reply: Reply<MemberChanged>) {
+        if let MemberOp::Promote { id } = op {
+            if self.node.role() != Role::Leader {
+                // Only the leader knows how far a learner got.
+                self.forward(Forwarded::Promote(id, reply));
+                return;
+            }
+        }
         match self.propose_member_change(op) {
             Ok(request) => {
                 self.waiting
@@ -1989,8 +2017,8 @@ impl<S: Storage + Clone + 'static> Shard<S> {
                 }
             }
             MemberOp::Promote { id } => {
-                // Only the leader knows how far a learner got (etcd forwards
-                // the request to it).
+                // Only the leader knows how far a learner got (a follower
+                // forwards the request to it, see `member_change`).
                 if self.node.role() != Role::Leader {
                     return Err(ShardError::NotLeader);
                 }
@@ -2213,9 +2241,8 @@ impl<S: Storage + Clone + 'static> Shard<S> {
             Request::LeaseKeepAlive(id, now, reply) => {
                 self.observe(now);
                 if self.node.role() != Role::Leader {
-                    // Lease deadlines live on the leader (forwarding
-                    // keep-alives to it is not implemented yet).
-                    let _ = reply.send(Err(ShardError::NotLeader));
+                    // Lease deadlines live on the leader.
+                    self.forward(Forwarded::KeepAlive(id, now, reply));
                     return;
                 }
                 let ttl = match self.mvcc.lease_ttl(id) {
@@ -2230,6 +2257,10 @@ impl<S: Storage + Clone + 'static> Shard<S> {
             }
             Request::LeaseTimeToLive(id, with_keys, now, reply) => {
                 self.observe(now);
+                if self.node.role() != Role::Leader {
+                    self.forward(Forwarded::TimeToLive(id, with_keys, now, reply));
+                    return;
+                }
                 let info = match self.mvcc.lease_ttl(id) {
                     Some(granted) => {
                         let remaining = match self.lease_deadlines.get(&id) {
@@ -2324,6 +2355,7 @@ impl<S: Storage + Clone + 'static> Shard<S> {
         }
         self.sweep();
         self.poll_snapshots();
+        self.sweep_forwarded();
         self.maybe_publish();
         if self.node.role() != Role::Leader {
             // Only the leader expires leases.
@@ -2387,6 +2419,374 @@ impl<S: Storage + Clone + 'static> Shard<S> {
             db_size_bytes: (st.file_bytes + st.mem_bytes).max(1),
             db_size_in_use_bytes: (st.live_file_bytes + st.mem_bytes).max(1),
             alarms: self.mvcc.alarms().to_vec(),
+        }
+    }
+}
+
+/// A client request this member forwards to the leader, with its reply
+/// (and, for lease requests, the time it arrived).
+enum Forwarded {
+    KeepAlive(i64, Instant, Reply<i64>),
+    TimeToLive(i64, bool, Instant, Reply<LeaseInfo>),
+    Promote(u64, Reply<MemberChanged>),
+}
+
+impl Forwarded {
+    fn request(&self) -> ForwardRequest {
+        match self {
+            Forwarded::KeepAlive(lease, ..) => ForwardRequest::KeepAlive { lease: *lease },
+            Forwarded::TimeToLive(lease, keys, ..) => ForwardRequest::TimeToLive {
+                lease: *lease,
+                keys: *keys,
+            },
+            Forwarded::Promote(member, _) => ForwardRequest::Promote { member: *member },
+        }
+    }
+
+    fn fail(self, e: ShardError) {
+        match self {
+            Forwarded::KeepAlive(.., reply) => {
+                let _ = reply.send(Err(e));
+            }
+            Forwarded::TimeToLive(.., reply) => {
+                let _ = reply.send(Err(e));
+            }
+            Forwarded::Promote(_, reply) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
+    /// The request as a local one, for when this member leads by now.
+    fn into_request(self, now: Option<Instant>) -> Request {
+        let later = |at: Instant| now.map_or(at, |n| n.max(at));
+        match self {
+            Forwarded::KeepAlive(lease, at, reply) => {
+                Request::LeaseKeepAlive(lease, later(at), reply)
+            }
+            Forwarded::TimeToLive(lease, keys, at, reply) => {
+                Request::LeaseTimeToLive(lease, keys, later(at), reply)
+            }
+            Forwarded::Promote(id, reply) => Request::MemberChange(MemberOp::Promote { id }, reply),
+        }
+    }
+}
+
+/// A forwarded request waiting for the leader's answer.
+struct Pending {
+    forwarded: Forwarded,
+    /// The shard tick it arrived at (its deadline counts from there).
+    arrived: u64,
+    /// The member it was delivered to, which may be serving it; `NO_NODE`
+    /// while nobody is (not sent yet, the send failed, or refused).
+    sent_to: NodeId,
+    sent_at: u64,
+    /// The last member that answered "not leader".
+    refused_by: NodeId,
+}
+
+/// A forwarded request the leader serves: the answer its local request
+/// path will give.
+enum Serving {
+    KeepAlive(oneshot::Receiver<Result<Revisioned<i64>, ShardError>>),
+    TimeToLive(oneshot::Receiver<Result<Revisioned<LeaseInfo>, ShardError>>),
+    Promote(oneshot::Receiver<Result<Revisioned<MemberChanged>, ShardError>>),
+}
+
+impl Serving {
+    /// The answer once given.
+    fn try_answer(&mut self) -> Option<ForwardAnswer> {
+        fn take<T>(
+            rx: &mut oneshot::Receiver<Result<Revisioned<T>, ShardError>>,
+            ok: impl FnOnce(T) -> ForwardAnswer,
+        ) -> Option<ForwardAnswer> {
+            match rx.try_recv() {
+                Ok(Ok(v)) => Some(ok(v.value)),
+                Ok(Err(e)) => Some(ForwardAnswer::Failed(e)),
+                Err(oneshot::error::TryRecvError::Empty) => None,
+                // Dropped unanswered: the outcome is unknown.
+                Err(oneshot::error::TryRecvError::Closed) => {
+                    Some(ForwardAnswer::Failed(ShardError::Timeout))
+                }
+            }
+        }
+        match self {
+            Serving::KeepAlive(rx) => take(rx, |ttl_secs| ForwardAnswer::KeepAlive { ttl_secs }),
+            Serving::TimeToLive(rx) => take(rx, ForwardAnswer::TimeToLive),
+            Serving::Promote(rx) => take(rx, ForwardAnswer::Promote),
+        }
+    }
+}
+
+/// Forwarding's state (see [`crate::forward`]).
+#[derive(Default)]
+struct Forwarding {
+    /// This member's requests at the leader, by forward id.
+    pending: HashMap<u64, Pending>,
+    next_id: u64,
+    /// Requests this member serves as leader: asker, its id, the answer.
+    serving: Vec<(NodeId, u64, Serving)>,
+}
+
+/// Forwarding to the leader what only the leader serves: lease keep-alives
+/// and TimeToLive (it alone keeps lease deadlines) and MemberPromote (it
+/// alone knows how far a learner got), as etcd's followers do.
+///
+/// A follower sends the request on [`FORWARD_GROUP_ID`] and keeps it in a
+/// bounded table ([`FORWARDED_REQUESTS_MAX`]) until the answer comes back.
+/// With no leader known it fails at once with "no leader"; unanswered
+/// after [`FORWARD_TIMEOUT_TICKS`] it fails with "request timed out". A
+/// keep-alive or TimeToLive is idempotent: it is sent again every
+/// [`FORWARD_RETRY_TICKS`] (the transport may lose it) and to each new
+/// leader. A promotion is sent again only where it was surely not served
+/// (the send failed, or the member answered "not leader"); when the leader
+/// changes while one may be in progress it fails with "request timed out",
+/// its outcome unknown. A member that is not the leader answers "not
+/// leader"; the follower then sends to the leader it knows next. A
+/// follower that becomes leader serves its own pending requests itself.
+///
+/// The leader turns a forwarded request into the local [`Request`] and
+/// handles it on the same path as its own clients', then sends the answer
+/// back; the asker fills the response header from its own state.
+impl<S: Storage + Clone + 'static> Shard<S> {
+    fn forward(&mut self, forwarded: Forwarded) {
+        let fail = if self.is_learner() {
+            Some(ShardError::NotForLearner)
+        } else if self.transport.is_none() {
+            Some(ShardError::NotLeader)
+        } else if self.node.leader().is_none() {
+            Some(ShardError::NoLeader)
+        } else if self.forwarding.pending.len() >= FORWARDED_REQUESTS_MAX {
+            Some(ShardError::TooManyRequests)
+        } else {
+            None
+        };
+        if let Some(e) = fail {
+            forwarded.fail(e);
+            return;
+        }
+        let id = self.forwarding.next_id;
+        self.forwarding.next_id += 1;
+        self.forwarding.pending.insert(
+            id,
+            Pending {
+                forwarded,
+                arrived: self.ticks,
+                sent_to: raft::NO_NODE,
+                sent_at: self.ticks,
+                refused_by: raft::NO_NODE,
+            },
+        );
+        self.send_forwarded(id);
+    }
+
+    /// Sends a pending request to the leader this member knows, or serves
+    /// it here if that is this member.
+    fn send_forwarded(&mut self, id: u64) {
+        let Some(leader) = self.node.leader() else {
+            return;
+        };
+        if leader == self.id {
+            if let Some(p) = self.forwarding.pending.remove(&id) {
+                let req = p.forwarded.into_request(self.now);
+                self.handle(req);
+            }
+            return;
+        }
+        let Some(p) = self.forwarding.pending.get_mut(&id) else {
+            return;
+        };
+        p.sent_to = leader;
+        p.sent_at = self.ticks;
+        let bytes = Forward::Request {
+            id,
+            request: p.forwarded.request(),
+        }
+        .encode();
+        if let Some(t) = &self.transport {
+            if let Err(e) = t.send(leader, FORWARD_GROUP_ID, bytes) {
+                tracing::debug!("forwarded request to {leader:x} not sent: {e}");
+                p.sent_to = raft::NO_NODE;
+            }
+        }
+    }
+
+    /// A frame on [`FORWARD_GROUP_ID`].
+    fn on_forward(&mut self, from: NodeId, payload: &[u8]) {
+        match Forward::decode(payload) {
+            Ok(Forward::Request { id, request }) => self.serve_forwarded(from, id, request),
+            Ok(Forward::Answer { id, answer }) => self.on_forward_answer(from, id, answer),
+            Err(e) => tracing::warn!("peer {from:x}: undecodable forwarded request dropped: {e}"),
+        }
+    }
+
+    fn on_forward_answer(&mut self, from: NodeId, id: u64, answer: ForwardAnswer) {
+        let Some(p) = self.forwarding.pending.get_mut(&id) else {
+            // Answered already (a request sent twice), or given up on.
+            return;
+        };
+        if !answer.answers(&p.forwarded.request()) {
+            tracing::warn!("peer {from:x}: forwarded answer of the wrong kind dropped");
+            return;
+        }
+        if answer == ForwardAnswer::Failed(ShardError::NotLeader) {
+            if p.sent_to == from {
+                p.sent_to = raft::NO_NODE;
+                p.refused_by = from;
+                if self.node.leader().is_some_and(|l| l != from) {
+                    self.send_forwarded(id);
+                }
+            }
+            return;
+        }
+        let p = self.forwarding.pending.remove(&id).expect("present");
+        match (p.forwarded, answer) {
+            (f, ForwardAnswer::Failed(e)) => f.fail(e),
+            (Forwarded::KeepAlive(.., reply), ForwardAnswer::KeepAlive { ttl_secs }) => {
+                let _ = reply.send(Ok(self.header(ttl_secs)));
+            }
+            (Forwarded::TimeToLive(.., reply), ForwardAnswer::TimeToLive(info)) => {
+                let _ = reply.send(Ok(self.header(info)));
+            }
+            (Forwarded::Promote(_, reply), ForwardAnswer::Promote(changed)) => {
+                let _ = reply.send(Ok(self.header(changed)));
+            }
+            // Kinds were matched above.
+            (f, _) => f.fail(ShardError::Timeout),
+        }
+    }
+
+    /// A request forwarded to this member: served on the local path if it
+    /// leads, else refused with "not leader".
+    fn serve_forwarded(&mut self, from: NodeId, id: u64, request: ForwardRequest) {
+        let now = match self.now {
+            Some(now) if self.node.role() == Role::Leader => now,
+            _ => {
+                self.send_answer(from, id, ForwardAnswer::Failed(ShardError::NotLeader));
+                return;
+            }
+        };
+        if self.forwarding.serving.len() >= FORWARDED_REQUESTS_MAX {
+            self.send_answer(from, id, ForwardAnswer::Failed(ShardError::TooManyRequests));
+            return;
+        }
+        let (req, serving) = match request {
+            ForwardRequest::KeepAlive { lease } => {
+                let (tx, rx) = oneshot::channel();
+                (
+                    Request::LeaseKeepAlive(lease, now, tx),
+                    Serving::KeepAlive(rx),
+                )
+            }
+            ForwardRequest::TimeToLive { lease, keys } => {
+                let (tx, rx) = oneshot::channel();
+                (
+                    Request::LeaseTimeToLive(lease, keys, now, tx),
+                    Serving::TimeToLive(rx),
+                )
+            }
+            ForwardRequest::Promote { member } => {
+                let (tx, rx) = oneshot::channel();
+                (
+                    Request::MemberChange(MemberOp::Promote { id: member }, tx),
+                    Serving::Promote(rx),
+                )
+            }
+        };
+        self.handle(req);
+        self.forwarding.serving.push((from, id, serving));
+        self.answer_served();
+    }
+
+    /// Sends the answers of served forwarded requests that have one.
+    fn answer_served(&mut self) {
+        if self.forwarding.serving.is_empty() {
+            return;
+        }
+        let mut done = Vec::new();
+        self.forwarding
+            .serving
+            .retain_mut(|(from, id, s)| match s.try_answer() {
+                Some(a) => {
+                    done.push((*from, *id, a));
+                    false
+                }
+                None => true,
+            });
+        for (from, id, answer) in done {
+            self.send_answer(from, id, answer);
+        }
+    }
+
+    fn send_answer(&self, to: NodeId, id: u64, answer: ForwardAnswer) {
+        let Some(t) = &self.transport else {
+            return;
+        };
+        let mut bytes = Forward::Answer { id, answer }.encode();
+        if bytes.len() > crate::peer::FRAME_BYTES_MAX {
+            bytes = Forward::Answer {
+                id,
+                answer: ForwardAnswer::Failed(ShardError::TooLarge),
+            }
+            .encode();
+        }
+        if let Err(e) = t.send(to, FORWARD_GROUP_ID, bytes) {
+            tracing::debug!("forwarded answer to {to:x} not sent: {e}");
+        }
+    }
+
+    /// Once a tick: fails forwarded requests past their deadline, and sends
+    /// again those that must go to a new leader or may have been lost.
+    fn sweep_forwarded(&mut self) {
+        if self.forwarding.pending.is_empty() {
+            return;
+        }
+        let ticks = self.ticks;
+        let leader = self.node.leader();
+        let mut expired = Vec::new();
+        let mut resend = Vec::new();
+        let mut lost = Vec::new();
+        for (&id, p) in &self.forwarding.pending {
+            if p.arrived + FORWARD_TIMEOUT_TICKS <= ticks {
+                expired.push(id);
+                continue;
+            }
+            let Some(leader) = leader else {
+                continue;
+            };
+            let retry_due = p.sent_at + FORWARD_RETRY_TICKS <= ticks;
+            let idempotent = p.forwarded.request().idempotent();
+            if leader == self.id {
+                resend.push(id);
+            } else if p.sent_to == raft::NO_NODE {
+                if leader != p.refused_by || retry_due {
+                    resend.push(id);
+                }
+            } else if p.sent_to != leader {
+                if idempotent {
+                    resend.push(id);
+                } else {
+                    lost.push(id);
+                }
+            } else if idempotent && retry_due {
+                resend.push(id);
+            }
+        }
+        for id in expired {
+            let p = self.forwarding.pending.remove(&id).expect("listed");
+            let e = if leader.is_none() {
+                ShardError::NoLeader
+            } else {
+                ShardError::Timeout
+            };
+            p.forwarded.fail(e);
+        }
+        for id in lost {
+            let p = self.forwarding.pending.remove(&id).expect("listed");
+            p.forwarded.fail(ShardError::Timeout);
+        }
+        for id in resend {
+            self.send_forwarded(id);
         }
     }
 }
