@@ -7,217 +7,17 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{etcdctl_bin, free_port, kvik_bin, temp_dir};
+use common::cluster::{Cluster, Member, CONVERGE_DEADLINE, ELECTION_DEADLINE};
+use common::{etcdctl_bin, Kind};
 use net::pb::etcdserverpb as pb;
 
-/// How long a cluster may take to elect a leader, or a new one.
-const ELECTION_DEADLINE: Duration = Duration::from_secs(60);
-/// How long members may take to converge on the same state.
-const CONVERGE_DEADLINE: Duration = Duration::from_secs(60);
 /// One client request's deadline in the writers.
 const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
-
-struct Member {
-    name: String,
-    client_port: u16,
-    peer_port: u16,
-    dir: PathBuf,
-    child: Option<Child>,
-    args: Vec<String>,
-}
-
-impl Member {
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
-    }
-
-    fn peer_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.peer_port)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
-    }
-
-    fn spawn(&mut self) {
-        assert!(self.child.is_none(), "already running");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("server.log"))
-            .unwrap();
-        let child = Command::new(kvik_bin())
-            .args(&self.args)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start kvik");
-        self.child = Some(child);
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // SAFETY: plain kill(2) on our own child.
-            unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
-            let _ = child.wait();
-        }
-    }
-
-    fn alive(&mut self) -> bool {
-        match self.child.as_mut() {
-            Some(c) => matches!(c.try_wait(), Ok(None)),
-            None => false,
-        }
-    }
-}
-
-impl Drop for Member {
-    fn drop(&mut self) {
-        self.kill9();
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-}
-
-struct Cluster {
-    members: Vec<Member>,
-    rt: tokio::runtime::Runtime,
-}
-
-fn member_args(m: &Member, initial_cluster: &str, state: &str, extra: &[&str]) -> Vec<String> {
-    let c = m.endpoint();
-    let p = m.peer_url();
-    let mut args: Vec<String> = [
-        "--name",
-        &m.name,
-        "--data-dir",
-        &m.dir.join("data").display().to_string(),
-        "--listen-client-urls",
-        &c,
-        "--advertise-client-urls",
-        &c,
-        "--listen-peer-urls",
-        &p,
-        "--initial-advertise-peer-urls",
-        &p,
-        "--initial-cluster",
-        initial_cluster,
-        "--initial-cluster-state",
-        state,
-        "--initial-cluster-token",
-        "kvik-cluster-test",
-        "--kvik-cores",
-        "2",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args
-}
-
-impl Cluster {
-    fn start(n: usize, extra: &[&str]) -> Cluster {
-        let mut members: Vec<Member> = (1..=n)
-            .map(|i| Member {
-                name: format!("m{i}"),
-                client_port: free_port(),
-                peer_port: free_port(),
-                dir: temp_dir(&format!("cluster-m{i}")),
-                child: None,
-                args: Vec::new(),
-            })
-            .collect();
-        let initial: Vec<String> = members
-            .iter()
-            .map(|m| format!("{}={}", m.name, m.peer_url()))
-            .collect();
-        let initial = initial.join(",");
-        for m in &mut members {
-            m.args = member_args(m, &initial, "new", extra);
-            m.spawn();
-        }
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        Cluster { members, rt }
-    }
-
-    fn logs(&self) -> String {
-        self.members
-            .iter()
-            .map(|m| format!("===== {} =====\n{}", m.name, m.log()))
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-
-    fn status(&self, i: usize) -> Option<pb::StatusResponse> {
-        let ep = self.members[i].endpoint();
-        self.rt.block_on(async {
-            let ch = tonic::transport::Endpoint::from_shared(ep)
-                .ok()?
-                .connect_timeout(Duration::from_secs(1))
-                .timeout(Duration::from_secs(2))
-                .connect()
-                .await
-                .ok()?;
-            let mut c = pb::maintenance_client::MaintenanceClient::new(ch);
-            c.status(pb::StatusRequest {})
-                .await
-                .ok()
-                .map(|r| r.into_inner())
-        })
-    }
-
-    /// Polls until every running member names the same leader, one of the
-    /// running members; returns its index.
-    fn wait_leader(&mut self, alive: &[usize]) -> usize {
-        let deadline = Instant::now() + ELECTION_DEADLINE;
-        loop {
-            for &i in alive {
-                assert!(
-                    self.members[i].alive(),
-                    "{} exited:\n{}",
-                    self.members[i].name,
-                    self.logs()
-                );
-            }
-            let statuses: Vec<Option<pb::StatusResponse>> =
-                alive.iter().map(|&i| self.status(i)).collect();
-            let leaders: Vec<u64> = statuses
-                .iter()
-                .map(|s| s.as_ref().map_or(0, |s| s.leader))
-                .collect();
-            if leaders[0] != 0 && leaders.iter().all(|l| *l == leaders[0]) {
-                let found = alive.iter().copied().find(|&i| {
-                    statuses[alive.iter().position(|&a| a == i).unwrap()]
-                        .as_ref()
-                        .and_then(|s| s.header.as_ref())
-                        .is_some_and(|h| h.member_id == leaders[0])
-                });
-                if let Some(i) = found {
-                    return i;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no agreed leader within {ELECTION_DEADLINE:?}: {leaders:x?}\n{}",
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
 
 fn etcdctl(endpoints: &str, args: &[&str]) -> (bool, String) {
     let out = Command::new(etcdctl_bin())
@@ -539,14 +339,7 @@ fn three_members_elect_replicate_fail_over_and_catch_up() {
     // until it is promoted, which the leader allows once it caught up.
     let leader = c.wait_leader(&all);
     let leader_ep = c.members[leader].endpoint();
-    let mut m4 = Member {
-        name: "m4".into(),
-        client_port: free_port(),
-        peer_port: free_port(),
-        dir: temp_dir("cluster-m4"),
-        child: None,
-        args: Vec::new(),
-    };
+    let mut m4 = Member::new(Kind::Kvik, "m4");
     let (ok, text) = etcdctl(
         &leader_ep,
         &[
@@ -572,7 +365,7 @@ fn three_members_elect_replicate_fail_over_and_catch_up() {
         .map(|m| format!("{}={}", m.name, m.peer_url()))
         .collect();
     initial.push(format!("m4={}", m4.peer_url()));
-    m4.args = member_args(&m4, &initial.join(","), "existing", &[]);
+    m4.configure(&initial.join(","), "existing", &[]);
     m4.spawn();
     c.members.push(m4);
     let all4 = [0usize, 1, 2, 3];
