@@ -253,7 +253,8 @@ pub struct Member {
     pub id: u64,
     /// Empty until the member has started and published its attributes.
     pub name: String,
-    /// Normalized and sorted.
+    /// Normalized and sorted, or as a MemberUpdate gave them (etcd keeps
+    /// those as given).
     pub peer_urls: Vec<String>,
     pub client_urls: Vec<String>,
     pub is_learner: bool,
@@ -585,8 +586,9 @@ impl MemberSet {
         id: u64,
         peer_urls: &[String],
     ) -> Result<(), MembershipError> {
-        let urls = self.validate_update(id, peer_urls)?;
-        self.members.get_mut(&id).expect("validated").peer_urls = urls;
+        self.validate_update(id, peer_urls)?;
+        // etcd keeps an update's URLs as given (MemberAdd's are sorted).
+        self.members.get_mut(&id).expect("validated").peer_urls = peer_urls.to_vec();
         Ok(())
     }
 

@@ -2048,8 +2048,9 @@ impl<S: Storage + Clone + 'static> Shard<S> {
                     .check_update(id, &peer_urls)
                     .map_err(ShardError::Membership)?;
                 let mut m = self.members.member(id).cloned().expect("checked");
-                m.peer_urls = crate::membership::normalize_urls(&peer_urls)
-                    .map_err(ShardError::Membership)?;
+                crate::membership::normalize_urls(&peer_urls).map_err(ShardError::Membership)?;
+                // etcd validates the URLs but keeps them as given.
+                m.peer_urls = peer_urls;
                 self.node
                     .propose(raftstate::update_peers_entry(me, request, &m))
                     .map_err(propose_error)?;
@@ -2209,7 +2210,13 @@ impl<S: Storage + Clone + 'static> Shard<S> {
                 self.read(ReadOp::Txn(txn, reply), serializable);
             }
             Request::Members(reply) => {
-                let _ = reply.send(Ok(self.header(self.cluster_view())));
+                // etcd refuses MemberList on a learner, serializable or not.
+                let res = if self.is_learner() {
+                    Err(ShardError::NotForLearner)
+                } else {
+                    Ok(self.header(self.cluster_view()))
+                };
+                let _ = reply.send(res);
             }
             Request::MemberChange(op, reply) => self.member_change(op, reply),
             Request::Status(reply) => {

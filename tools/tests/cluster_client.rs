@@ -400,34 +400,7 @@ fn assert_grpc(r: &R<impl std::fmt::Debug>, code: tonic::Code, message: &str, wh
 /// not fixed yet: (step, etcd's answer, kvik's answer), each answer as its
 /// beginning. `compare` accepts exactly these, and fails once one of them no
 /// longer occurs, so that the fix also removes its entry here.
-const KNOWN_DIFFERENCES: &[(&str, &str, &str)] = &[
-    // MemberList (etcd-client asks with linearizable=false) through a
-    // started learner: etcd refuses it, kvik answers it.
-    (
-        "member list via m4, a started learner",
-        "error FailedPrecondition: etcdserver: rpc not supported for learner",
-        "ok: 4 members",
-    ),
-    // MemberPromote through a follower: etcd forwards it to the leader,
-    // kvik refuses it.
-    (
-        "member promote the learner m4 via a follower",
-        "ok: ",
-        "error FailedPrecondition: etcdserver: not leader",
-    ),
-    (
-        "member promote m4 again via a follower",
-        "error FailedPrecondition: etcdserver: can only promote a learner member",
-        "error FailedPrecondition: etcdserver: not leader",
-    ),
-    // MemberUpdate keeps the peer URLs in the order given in etcd; kvik
-    // sorts them.
-    (
-        "order of the updated member's peer URLs in the answer",
-        "as given",
-        "sorted",
-    ),
-];
+const KNOWN_DIFFERENCES: &[(&str, &str, &str)] = &[];
 
 /// Runs `scenario` against etcd 3.7.2, then against kvik, and fails on any
 /// difference between the two transcripts other than [`KNOWN_DIFFERENCES`].
