@@ -89,7 +89,12 @@ fn wait_caught_up(c: &mut Cluster, i: usize, leader: usize, count: i64) {
         if got == Some((count, want)) {
             return;
         }
-        deadline.tick(|| format!("member {i} at {got:?}, want ({count}, {want})\n{}", c.logs()));
+        deadline.tick(|| {
+            format!(
+                "member {i} at {got:?}, want ({count}, {want})\n{}",
+                c.logs()
+            )
+        });
     }
 }
 

@@ -246,6 +246,52 @@ impl Cluster {
         })
     }
 
+    /// Adds `m` to the members and starts it joining the running cluster,
+    /// which must already have admitted it (MemberAdd): `--initial-cluster`
+    /// names every member, `m` included, `--initial-cluster-state` is
+    /// `existing`, then `extra` flags. Returns its index.
+    pub fn join(&mut self, m: Member, extra: &[&str]) -> usize {
+        self.members.push(m);
+        let initial = self.initial_cluster();
+        let i = self.members.len() - 1;
+        let m = &mut self.members[i];
+        m.configure(&initial, "existing", extra);
+        m.spawn();
+        i
+    }
+
+    /// Polls member `i`'s Maintenance.Status until it answers one that
+    /// `done` accepts, and returns that answer. Fails the test, naming
+    /// `what`, if the member exits or no such answer comes within
+    /// [`CONVERGE_DEADLINE`].
+    pub fn wait_status(
+        &mut self,
+        i: usize,
+        what: &str,
+        done: impl Fn(&pb::StatusResponse) -> bool,
+    ) -> pb::StatusResponse {
+        let d = Deadline::after(CONVERGE_DEADLINE);
+        loop {
+            assert!(
+                self.members[i].alive(),
+                "{} exited while waiting for {what}:\n{}",
+                self.members[i].name,
+                self.logs()
+            );
+            let s = self.status(i);
+            if let Some(s) = s.as_ref().filter(|s| done(s)) {
+                return s.clone();
+            }
+            d.tick(|| {
+                format!(
+                    "{}: {what}; last Status {s:?}\n{}",
+                    self.members[i].name,
+                    self.logs()
+                )
+            });
+        }
+    }
+
     /// Polls until every running member names the same leader, one of the
     /// running members; returns its index.
     pub fn wait_leader(&mut self, alive: &[usize]) -> usize {
