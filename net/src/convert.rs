@@ -311,6 +311,8 @@ pub fn shard_error(e: &crate::shard::ShardError) -> EtcdError {
         ShardError::Timeout => errors::TIMEOUT,
         ShardError::TooManyRequests => errors::TOO_MANY_REQUESTS,
         ShardError::NotForLearner => errors::NOT_SUPPORTED_FOR_LEARNER,
+        ShardError::BadTransferee => errors::BAD_LEADER_TRANSFEREE,
+        ShardError::TransferTimeout => errors::TIMEOUT_LEADER_TRANSFER,
         ShardError::Membership(e) => membership_error(e),
     }
 }

@@ -291,6 +291,8 @@ const ERR_TOO_MANY_REQUESTS: u8 = 6;
 const ERR_NOT_FOR_LEARNER: u8 = 7;
 const ERR_MEMBERSHIP: u8 = 8;
 const ERR_ENGINE: u8 = 9;
+const ERR_BAD_TRANSFEREE: u8 = 10;
+const ERR_TRANSFER_TIMEOUT: u8 = 11;
 
 /// A [`ShardError`] as (code, detail, detail id).
 fn error_code(e: &ShardError) -> (u8, u8, u64) {
@@ -302,6 +304,8 @@ fn error_code(e: &ShardError) -> (u8, u8, u64) {
         ShardError::Timeout => (ERR_TIMEOUT, 0, 0),
         ShardError::TooManyRequests => (ERR_TOO_MANY_REQUESTS, 0, 0),
         ShardError::NotForLearner => (ERR_NOT_FOR_LEARNER, 0, 0),
+        ShardError::BadTransferee => (ERR_BAD_TRANSFEREE, 0, 0),
+        ShardError::TransferTimeout => (ERR_TRANSFER_TIMEOUT, 0, 0),
         ShardError::Membership(m) => {
             use MembershipError as M;
             let (detail, id) = match m {
@@ -360,6 +364,8 @@ fn error_from_code(code: u8, detail: u8, detail_id: u64) -> Result<ShardError, D
         ERR_TIMEOUT => plain(ShardError::Timeout),
         ERR_TOO_MANY_REQUESTS => plain(ShardError::TooManyRequests),
         ERR_NOT_FOR_LEARNER => plain(ShardError::NotForLearner),
+        ERR_BAD_TRANSFEREE => plain(ShardError::BadTransferee),
+        ERR_TRANSFER_TIMEOUT => plain(ShardError::TransferTimeout),
         ERR_MEMBERSHIP => {
             use MembershipError as M;
             if detail != 10 && detail_id != 0 {
@@ -509,6 +515,8 @@ mod tests {
             ShardError::Timeout,
             ShardError::TooManyRequests,
             ShardError::NotForLearner,
+            ShardError::BadTransferee,
+            ShardError::TransferTimeout,
         ];
         for m in [
             M::IdRemoved,

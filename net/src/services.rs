@@ -396,13 +396,14 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
         &self,
         request: Request<pb::MoveLeaderRequest>,
     ) -> Result<Response<pb::MoveLeaderResponse>, Status> {
-        // A single member is always the leader: a transfer to itself is done
-        // already (etcd answers an empty response), any other target is not
-        // a voter.
-        if request.into_inner().target_id == self.shared.identity.member_id {
-            return Ok(Response::new(pb::MoveLeaderResponse { header: None }));
-        }
-        Err(errors::BAD_LEADER_TRANSFEREE.status())
+        let target = request.into_inner().target_id;
+        self.shared
+            .shard
+            .move_leader(target)
+            .await
+            .map_err(status_of)?;
+        // etcd answers MoveLeader with an empty response, no header.
+        Ok(Response::new(pb::MoveLeaderResponse { header: None }))
     }
 
     async fn downgrade(

@@ -159,6 +159,10 @@ pub enum ShardError {
     TooManyRequests,
     /// A learner serves serializable reads only.
     NotForLearner,
+    /// MoveLeader to a member that is not a voter.
+    BadTransferee,
+    /// MoveLeader did not complete within the request timeout.
+    TransferTimeout,
     /// A membership change was refused.
     Membership(MembershipError),
 }
@@ -172,6 +176,7 @@ impl From<engine::Error> for ShardError {
 type Reply<T> = oneshot::Sender<Result<Revisioned<T>, ShardError>>;
 
 enum Request {
+    MoveLeader(NodeId, Reply<()>),
     Range(engine::RangeRequest, Reply<engine::RangeResponse>),
     Write(Command, Reply<Applied>),
     /// A transaction of reads only: applied to the current state, no log.
@@ -395,6 +400,12 @@ impl ShardHandle {
         self.ask(Request::Members).await?
     }
 
+    /// Maintenance.MoveLeader: hands leadership to voter `target` and waits
+    /// until it leads. Only the leader takes it.
+    pub async fn move_leader(&self, target: u64) -> Result<Revisioned<()>, ShardError> {
+        self.ask(|tx| Request::MoveLeader(target, tx)).await?
+    }
+
     /// Proposes a membership change and waits until it is applied.
     pub async fn member_change(
         &self,
@@ -406,7 +417,7 @@ impl ShardHandle {
 
 /// A persisted `Ready`'s outcome: the store reopened when the `Ready`
 /// installed a leader's snapshot.
-type Persisted = Result<Option<(Mvcc, Manifest)>, String>;
+type Persisted = Result<Option<Box<(Mvcc, Manifest)>>, String>;
 type PersistFuture<S> = Pin<Box<dyn Future<Output = (Wal<S>, Persisted)>>>;
 type CheckpointFuture = Pin<
     Box<dyn Future<Output = Result<crate::revstore::Written, crate::revstore::CheckpointError>>>,
@@ -536,6 +547,9 @@ pub struct Shard<S: Storage + 'static> {
     /// A received snapshot waits here while a checkpoint is being written
     /// into the store it would replace.
     deferred_snapshot: Option<crate::snapshot::Received>,
+    /// MoveLeader requests waiting for their transferee to lead: target,
+    /// reply, and the tick asked.
+    leader_transfers: Vec<(NodeId, Reply<()>, u64)>,
     /// Snapshots this leader is streaming: to whom, at which entry.
     snapshots_sending: Vec<(NodeId, u64, crate::peer::SnapshotPending)>,
     applied_index: u64,
@@ -1015,6 +1029,7 @@ impl<S: Storage + Clone + 'static> Shard<S> {
             received_snapshot: None,
             deferred_snapshot: None,
             snapshots_sending: Vec::new(),
+            leader_transfers: Vec::new(),
             applied_index,
             watch: WatchHub::default(),
             now: None,
@@ -1362,7 +1377,7 @@ impl<S: Storage + Clone + 'static> Shard<S> {
             let result = async {
                 let mut installed = None;
                 if let Some(received) = install {
-                    installed = Some(
+                    installed = Some(Box::new(
                         crate::snapshot::install(
                             &mut wal,
                             &dir,
@@ -1371,7 +1386,7 @@ impl<S: Storage + Clone + 'static> Shard<S> {
                             &received,
                         )
                         .await?,
-                    );
+                    ));
                 }
                 if let Some(first) = entries.first() {
                     if first.index <= wal.last_index() {
@@ -1410,7 +1425,8 @@ impl<S: Storage + Clone + 'static> Shard<S> {
         let installed = result.map_err(|e| format!("persisting the Raft log failed: {e}"))?;
         self.wal = Some(wal);
         let rd = self.in_ready.take().expect("a Ready was being persisted");
-        if let Some((mvcc, manifest)) = installed {
+        if let Some(installed) = installed {
+            let (mvcc, manifest) = *installed;
             self.install_state(mvcc, manifest)?;
         }
         if let Some(hs) = rd.hard_state {
@@ -1600,6 +1616,43 @@ impl<S: Storage + Clone + 'static> Shard<S> {
         );
         self.snapshots_sending.push((m.to, meta.index, pending));
         Ok(())
+    }
+
+    /// etcd's MoveLeader: only the leader takes it; a transfer to itself is
+    /// done already; the target must be a voter.
+    fn move_leader(&mut self, target: NodeId, reply: Reply<()>) {
+        let res = if self.node.role() != Role::Leader {
+            Err(ShardError::NotLeader)
+        } else if target == self.id {
+            Ok(self.header(()))
+        } else if !self.node.conf().is_voter(target) {
+            Err(ShardError::BadTransferee)
+        } else {
+            tracing::info!("moving leadership to {target:x}");
+            self.node.transfer_leader(target);
+            self.leader_transfers.push((target, reply, self.ticks));
+            return;
+        };
+        let _ = reply.send(res);
+    }
+
+    /// Answers MoveLeader requests whose target leads, or that waited too
+    /// long.
+    fn check_leader_transfers(&mut self) {
+        if self.leader_transfers.is_empty() {
+            return;
+        }
+        let leader = self.node.leader();
+        let ticks = self.ticks;
+        for (target, reply, at) in std::mem::take(&mut self.leader_transfers) {
+            if leader == Some(target) {
+                let _ = reply.send(Ok(self.header(())));
+            } else if at + REQUEST_TIMEOUT_TICKS <= ticks {
+                let _ = reply.send(Err(ShardError::TransferTimeout));
+            } else {
+                self.leader_transfers.push((target, reply, at));
+            }
+        }
     }
 
     /// Reports finished snapshot streams to the node.
@@ -2209,6 +2262,7 @@ impl<S: Storage + Clone + 'static> Shard<S> {
                 let serializable = txn_serializable(&txn);
                 self.read(ReadOp::Txn(txn, reply), serializable);
             }
+            Request::MoveLeader(target, reply) => self.move_leader(target, reply),
             Request::Members(reply) => {
                 // etcd refuses MemberList on a learner, serializable or not.
                 let res = if self.is_learner() {
@@ -2362,6 +2416,7 @@ impl<S: Storage + Clone + 'static> Shard<S> {
         }
         self.sweep();
         self.poll_snapshots();
+        self.check_leader_transfers();
         self.sweep_forwarded();
         self.maybe_publish();
         if self.node.role() != Role::Leader {
