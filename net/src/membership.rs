@@ -1140,12 +1140,12 @@ mod tests {
             set.apply_promote(id),
             Err(MembershipError::MemberNotLearner)
         );
-        // The stored URLs are the normalized ones.
+        // An update's URLs are checked, then kept as given (as etcd does).
         set.apply_update_peer_urls(id, &s(&[" HTTP://10.0.0.3:2380"]))
             .unwrap();
         assert_eq!(
             set.member(id).unwrap().peer_urls,
-            s(&["http://10.0.0.3:2380"])
+            s(&[" HTTP://10.0.0.3:2380"])
         );
         set.apply_attributes(id, "b", &s(&["http://10.0.0.3:2379"]))
             .unwrap();

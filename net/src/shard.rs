@@ -625,6 +625,12 @@ impl Shard<crate::disk::DirStorage> {
 /// The index up to which a restarted member knows its log committed, beyond
 /// the stored commit index (see `raftstate`): the last bootstrap entry (term
 /// 1) and the last-but-one conf change.
+/// A member's peer URLs as the transport dials them: normalized (a
+/// MemberUpdate keeps them as the client gave them, as etcd does).
+fn dial_urls(urls: &[String]) -> Vec<String> {
+    crate::membership::normalize_urls(urls).unwrap_or_else(|_| urls.to_vec())
+}
+
 fn commit_floor(entries: &[raft::Entry]) -> u64 {
     let bootstrap = entries
         .iter()
@@ -1555,7 +1561,7 @@ impl<S: Storage + Clone + 'static> Shard<S> {
             return;
         }
         if let Some(t) = &self.transport {
-            match t.add_peer(m.id, m.peer_urls.clone()) {
+            match t.add_peer(m.id, dial_urls(&m.peer_urls)) {
                 Ok(()) | Err(crate::peer::PeerError::AlreadyKnown(_)) => {}
                 Err(e) => tracing::warn!("peer {:x}: cannot add: {e}", m.id),
             }
@@ -1797,7 +1803,7 @@ impl<S: Storage + Clone + 'static> Shard<S> {
             } => {
                 if result.is_ok() && member.id != self.id {
                     if let Some(t) = &self.transport {
-                        let _ = t.update_peer_urls(member.id, member.peer_urls.clone());
+                        let _ = t.update_peer_urls(member.id, dial_urls(&member.peer_urls));
                     }
                 }
                 if origin == self.id {
