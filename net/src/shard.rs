@@ -622,15 +622,15 @@ impl Shard<crate::disk::DirStorage> {
     }
 }
 
-/// The index up to which a restarted member knows its log committed, beyond
-/// the stored commit index (see `raftstate`): the last bootstrap entry (term
-/// 1) and the last-but-one conf change.
 /// A member's peer URLs as the transport dials them: normalized (a
 /// MemberUpdate keeps them as the client gave them, as etcd does).
 fn dial_urls(urls: &[String]) -> Vec<String> {
     crate::membership::normalize_urls(urls).unwrap_or_else(|_| urls.to_vec())
 }
 
+/// The index up to which a restarted member knows its log committed, beyond
+/// the stored commit index (see `raftstate`): the last bootstrap entry (term
+/// 1) and the last-but-one conf change.
 fn commit_floor(entries: &[raft::Entry]) -> u64 {
     let bootstrap = entries
         .iter()
