@@ -7,34 +7,16 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::cluster::{Cluster, Member, CONVERGE_DEADLINE, ELECTION_DEADLINE};
+use common::cluster::{etcdctl, Cluster, Member, CONVERGE_DEADLINE, ELECTION_DEADLINE};
 use common::{etcdctl_bin, Kind};
 use net::pb::etcdserverpb as pb;
 
 /// One client request's deadline in the writers.
 const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
-
-fn etcdctl(endpoints: &str, args: &[&str]) -> (bool, String) {
-    let out = Command::new(etcdctl_bin())
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={endpoints}"))
-        .arg("--dial-timeout=5s")
-        .arg("--command-timeout=10s")
-        .args(args)
-        .output()
-        .expect("run etcdctl");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
 
 /// The rows of an etcdctl table: cells of each line between the borders.
 fn table_rows(text: &str) -> Vec<Vec<String>> {

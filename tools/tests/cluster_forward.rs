@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::cluster::{Cluster, Deadline, Member, CONVERGE_DEADLINE};
+use common::cluster::{etcdctl, Cluster, Deadline, Member, CONVERGE_DEADLINE};
 use common::{etcdctl_bin, Kind};
 
 /// The lease's TTL.
@@ -43,23 +43,6 @@ impl Drop for Background {
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.out);
     }
-}
-
-fn etcdctl(endpoints: &str, args: &[&str]) -> (bool, String) {
-    let out = Command::new(etcdctl_bin())
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={endpoints}"))
-        .arg("--dial-timeout=5s")
-        .arg("--command-timeout=10s")
-        .args(args)
-        .output()
-        .expect("run etcdctl");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
 }
 
 /// `lease timetolive --keys` through `ep`: (remaining secs, granted secs,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use net::pb::etcdserverpb as pb;
 
-use super::{etcd_bin, free_port, kvik_bin, temp_dir, Kind};
+use super::{etcd_bin, etcdctl_bin, free_port, kvik_bin, temp_dir, Kind};
 
 /// How long a cluster may take to elect a leader, or a new one.
 pub const ELECTION_DEADLINE: Duration = Duration::from_secs(60);
@@ -358,4 +358,23 @@ impl Deadline {
         }
         std::thread::sleep(Deadline::EVERY);
     }
+}
+
+/// Runs etcdctl 3.4 against `endpoints` (comma-separated): whether it
+/// succeeded, and its stdout and stderr together.
+pub fn etcdctl(endpoints: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new(etcdctl_bin())
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoints}"))
+        .arg("--dial-timeout=5s")
+        .arg("--command-timeout=10s")
+        .args(args)
+        .output()
+        .expect("run etcdctl");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
 }
