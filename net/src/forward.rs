@@ -27,6 +27,7 @@
 
 use crate::membership::{Member, MembershipError, MEMBERS_MAX};
 use crate::shard::{LeaseInfo, MemberChanged, ShardError};
+use crate::wire::{Reader, WireError};
 
 /// The peer transport group that carries forwarded requests and answers
 /// (Raft messages use [`crate::shard::GROUP_ID`]).
@@ -189,7 +190,7 @@ impl Forward {
 
     /// Decodes [`Forward::encode`]'s output; never panics on other bytes.
     pub fn decode(bytes: &[u8]) -> Result<Forward, DecodeError> {
-        let mut r = Reader(bytes);
+        let mut r = Reader::new(bytes);
         let version = r.u8()?;
         if version != FORWARD_VERSION {
             return Err(DecodeError::BadVersion(version));
@@ -241,11 +242,11 @@ impl Forward {
                 }
             }
             TAG_PROMOTE_OK => {
-                let member = r.member()?;
+                let member = read_member(&mut r)?;
                 let n = r.count(MEMBERS_MAX, 4, "members")?;
                 let mut members = Vec::with_capacity(n);
                 for _ in 0..n {
-                    members.push(r.member()?);
+                    members.push(read_member(&mut r)?);
                 }
                 Forward::Answer {
                     id,
@@ -415,76 +416,16 @@ fn error_from_code(code: u8, detail: u8, detail_id: u64) -> Result<ShardError, D
     }
 }
 
-// ------------------------------------------------------------------ reader
+fn read_member(r: &mut Reader) -> Result<Member, DecodeError> {
+    Member::decode(r.bytes()?).map_err(DecodeError::BadMember)
+}
 
-struct Reader<'a>(&'a [u8]);
-
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8], DecodeError> {
-        if self.0.len() < n {
-            return Err(DecodeError::Truncated);
-        }
-        let (head, tail) = self.0.split_at(n);
-        self.0 = tail;
-        Ok(head)
-    }
-
-    fn u8(&mut self) -> Result<u8, DecodeError> {
-        Ok(self.take(1)?[0])
-    }
-
-    fn u32(&mut self) -> Result<usize, DecodeError> {
-        let b: [u8; 4] = self
-            .take(4)?
-            .try_into()
-            .map_err(|_| DecodeError::Truncated)?;
-        Ok(u32::from_le_bytes(b) as usize)
-    }
-
-    fn u64(&mut self) -> Result<u64, DecodeError> {
-        let b: [u8; 8] = self
-            .take(8)?
-            .try_into()
-            .map_err(|_| DecodeError::Truncated)?;
-        Ok(u64::from_le_bytes(b))
-    }
-
-    fn i64(&mut self) -> Result<i64, DecodeError> {
-        Ok(self.u64()? as i64)
-    }
-
-    /// A count of at most `max` items that fits in what is left at
-    /// `item_bytes_min` bytes each, so a hostile count allocates nothing.
-    fn count(
-        &mut self,
-        max: usize,
-        item_bytes_min: usize,
-        what: &'static str,
-    ) -> Result<usize, DecodeError> {
-        let n = self.u32()?;
-        if n > max {
-            return Err(DecodeError::TooMany(what));
-        }
-        if n.saturating_mul(item_bytes_min) > self.0.len() {
-            return Err(DecodeError::Truncated);
-        }
-        Ok(n)
-    }
-
-    fn bytes(&mut self) -> Result<&[u8], DecodeError> {
-        let n = self.u32()?;
-        self.take(n)
-    }
-
-    fn member(&mut self) -> Result<Member, DecodeError> {
-        Member::decode(self.bytes()?).map_err(DecodeError::BadMember)
-    }
-
-    fn finish(self) -> Result<(), DecodeError> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(DecodeError::Invalid("trailing bytes"))
+impl From<WireError> for DecodeError {
+    fn from(e: WireError) -> Self {
+        match e {
+            WireError::Truncated => DecodeError::Truncated,
+            WireError::TooMany(what) => DecodeError::TooMany(what),
+            WireError::Invalid(why) => DecodeError::Invalid(why),
         }
     }
 }

@@ -29,3 +29,4 @@ pub mod services;
 pub mod shard;
 pub mod snapshot;
 pub mod watch;
+pub mod wire;

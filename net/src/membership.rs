@@ -15,6 +15,7 @@
 //!
 //! Plain Rust types only: the protobuf mapping lives with the gRPC services.
 
+use crate::wire::{Reader, WireError};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// etcd's `--max-learners` default.
@@ -148,6 +149,16 @@ impl std::fmt::Display for DecodeError {
 }
 
 impl std::error::Error for DecodeError {}
+
+impl From<WireError> for DecodeError {
+    fn from(e: WireError) -> Self {
+        match e {
+            WireError::Truncated => DecodeError::Truncated,
+            WireError::TooMany(what) => DecodeError::TooMany(what),
+            WireError::Invalid(why) => DecodeError::Invalid(why),
+        }
+    }
+}
 
 // ------------------------------------------------------------------- ids
 
@@ -321,7 +332,7 @@ impl Member {
 
     pub fn decode(bytes: &[u8]) -> Result<Member, DecodeError> {
         let body = unseal(bytes)?;
-        let mut r = Reader(body);
+        let mut r = Reader::new(body);
         let m = decode_member(&mut r)?;
         r.finish()?;
         Ok(m)
@@ -690,7 +701,7 @@ impl MemberSet {
     /// default. Only the canonical encoding is accepted.
     pub fn decode(bytes: &[u8]) -> Result<MemberSet, DecodeError> {
         let body = unseal(bytes)?;
-        let mut r = Reader(body);
+        let mut r = Reader::new(body);
         let cluster_id = r.u64()?;
         let n = r.count(MEMBERS_MAX, MEMBER_BYTES_MIN, "members")?;
         let mut members = BTreeMap::new();
@@ -768,12 +779,12 @@ fn decode_member(r: &mut Reader<'_>) -> Result<Member, DecodeError> {
     if flags & !FLAG_LEARNER != 0 {
         return Err(DecodeError::Invalid("unknown member flags"));
     }
-    let name = r.text()?;
+    let name = r.text(TEXT_BYTES_MAX)?;
     let mut lists = [Vec::new(), Vec::new()];
     for list in &mut lists {
         let n = r.count(URLS_PER_MEMBER_MAX, 4, "URLs")?;
         for _ in 0..n {
-            list.push(r.text()?);
+            list.push(r.text(TEXT_BYTES_MAX)?);
         }
     }
     let [peer_urls, client_urls] = lists;
@@ -807,68 +818,6 @@ fn unseal(bytes: &[u8]) -> Result<&[u8], DecodeError> {
         return Err(DecodeError::BadVersion(data[0]));
     }
     Ok(&data[1..])
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8], DecodeError> {
-        if self.0.len() < n {
-            return Err(DecodeError::Truncated);
-        }
-        let (head, tail) = self.0.split_at(n);
-        self.0 = tail;
-        Ok(head)
-    }
-
-    fn u8(&mut self) -> Result<u8, DecodeError> {
-        Ok(self.take(1)?[0])
-    }
-
-    fn u32(&mut self) -> Result<usize, DecodeError> {
-        let b = self.take(4)?;
-        Ok(u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
-    }
-
-    fn u64(&mut self) -> Result<u64, DecodeError> {
-        let b = self.take(8)?;
-        Ok(u64::from_le_bytes(b.try_into().expect("8 bytes")))
-    }
-
-    /// A count that must be at most `max` and fit in what is left, at
-    /// `item_bytes_min` bytes per item, so hostile counts allocate nothing.
-    fn count(
-        &mut self,
-        max: usize,
-        item_bytes_min: usize,
-        what: &'static str,
-    ) -> Result<usize, DecodeError> {
-        let n = self.u32()?;
-        if n > max {
-            return Err(DecodeError::TooMany(what));
-        }
-        if n.saturating_mul(item_bytes_min) > self.0.len() {
-            return Err(DecodeError::Truncated);
-        }
-        Ok(n)
-    }
-
-    fn text(&mut self) -> Result<String, DecodeError> {
-        let n = self.u32()?;
-        if n > TEXT_BYTES_MAX {
-            return Err(DecodeError::TooMany("text bytes"));
-        }
-        let b = self.take(n)?;
-        String::from_utf8(b.to_vec()).map_err(|_| DecodeError::Invalid("text is not UTF-8"))
-    }
-
-    fn finish(self) -> Result<(), DecodeError> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(DecodeError::Invalid("trailing bytes"))
-        }
-    }
 }
 
 // ------------------------------------------------------------------ sha1

@@ -44,6 +44,7 @@ use raftlog::raft::{self, MessageBody, SnapshotMeta};
 use raftlog::{Storage, Wal};
 
 use crate::raftstate;
+use crate::wire::{Reader, WireError};
 
 const MAGIC: &[u8; 8] = b"KVIKSNP1";
 
@@ -103,59 +104,35 @@ pub fn stream_bytes(message: &[u8], manifest: &Manifest, segments: &[Arc<Segment
     fixed as u64 + segments.iter().map(|s| 16 + s.len()).sum::<u64>()
 }
 
-struct Reader<'a> {
-    b: &'a [u8],
-    at: usize,
-}
-
-impl Reader<'_> {
-    fn take(&mut self, n: usize, what: &str) -> Result<Range<usize>, String> {
-        let end = self
-            .at
-            .checked_add(n)
-            .filter(|e| *e <= self.b.len())
-            .ok_or_else(|| format!("snapshot cut short in {what}"))?;
-        let r = self.at..end;
-        self.at = end;
-        Ok(r)
-    }
-
-    fn u32(&mut self, what: &str) -> Result<u32, String> {
-        let r = self.take(4, what)?;
-        Ok(u32::from_le_bytes(self.b[r].try_into().expect("4 bytes")))
-    }
-
-    fn u64(&mut self, what: &str) -> Result<u64, String> {
-        let r = self.take(8, what)?;
-        Ok(u64::from_le_bytes(self.b[r].try_into().expect("8 bytes")))
-    }
+/// `r`'s next read, or what was being read when the stream ended.
+fn need<T>(r: Result<T, WireError>, what: &str) -> Result<T, String> {
+    r.map_err(|e| match e {
+        WireError::Truncated => format!("snapshot cut short in {what}"),
+        other => format!("snapshot {what}: {other:?}"),
+    })
 }
 
 /// Checks a received snapshot's structure (see the module docs).
 pub fn parse(data: Vec<u8>) -> Result<Received, String> {
-    let mut r = Reader { b: &data, at: 0 };
-    let magic = r.take(8, "the magic")?;
-    if &data[magic] != MAGIC {
+    let mut r = Reader::new(&data);
+    if need(r.take(8), "the magic")? != MAGIC {
         return Err("not a kvik snapshot (bad magic)".into());
     }
-    let len = r.u32("the message length")? as usize;
-    let m = r.take(len, "the message")?;
-    let message = raft::codec::decode(&data[m]).map_err(|e| format!("snapshot message: {e}"))?;
+    let message = need(r.bytes(), "the message")?;
+    let message = raft::codec::decode(message).map_err(|e| format!("snapshot message: {e}"))?;
     let MessageBody::Snapshot { meta } = &message.body else {
         return Err("snapshot stream does not carry a snapshot message".into());
     };
     let meta = meta.clone();
-    let len = r.u32("the manifest length")? as usize;
-    let m = r.take(len, "the manifest")?;
-    let manifest =
-        Manifest::decode(&data[m]).ok_or_else(|| "snapshot manifest is damaged".to_string())?;
+    let manifest = Manifest::decode(need(r.bytes(), "the manifest")?)
+        .ok_or_else(|| "snapshot manifest is damaged".to_string())?;
     if manifest.applied_index != meta.index || manifest.applied_term != meta.term {
         return Err(format!(
             "snapshot manifest covers entry {} (term {}), the message names {} (term {})",
             manifest.applied_index, manifest.applied_term, meta.index, meta.term
         ));
     }
-    let count = r.u32("the segment count")? as usize;
+    let count = need(r.u32(), "the segment count")?;
     if count != manifest.segments.len() {
         return Err(format!(
             "snapshot carries {count} segments, its manifest lists {}",
@@ -164,20 +141,20 @@ pub fn parse(data: Vec<u8>) -> Result<Received, String> {
     }
     let mut segments = Vec::with_capacity(count);
     for want in &manifest.segments {
-        let id = r.u64("a segment id")?;
-        let len = r.u64("a segment length")?;
+        let id = need(r.u64(), "a segment id")?;
+        let len = need(r.u64(), "a segment length")?;
         if id != *want {
             return Err(format!(
                 "snapshot segment {id} is not the manifest's next ({want})"
             ));
         }
         let len = usize::try_from(len).map_err(|_| "segment length overflows".to_string())?;
-        segments.push((id, r.take(len, "a segment")?));
+        segments.push((id, need(r.take_range(len), "a segment")?));
     }
-    if r.at != data.len() {
+    if r.left() != 0 {
         return Err(format!(
             "{} bytes after the last snapshot segment",
-            data.len() - r.at
+            r.left()
         ));
     }
     Ok(Received {
