@@ -585,8 +585,6 @@ pub struct Shard<S: Storage + 'static> {
     /// records.
     checkpoint: Option<CheckpointFuture>,
     checkpoint_conf: ConfState,
-    /// The applied index the last durable checkpoint covers.
-    checkpointed_index: u64,
     /// The newest durable manifest: what a lagging follower is sent.
     manifest: Option<Manifest>,
     /// WAL entries below this index are covered by a checkpoint; the next
@@ -1053,7 +1051,6 @@ impl<S: Storage + Clone + 'static> Shard<S> {
             persisting: None,
             checkpoint: None,
             checkpoint_conf: ConfState::default(),
-            checkpointed_index,
             manifest,
             applied_term,
             wal_release_before: None,
@@ -1497,7 +1494,6 @@ impl<S: Storage + Clone + 'static> Shard<S> {
         self.members = members;
         self.applied_index = manifest.applied_index;
         self.applied_term = manifest.applied_term;
-        self.checkpointed_index = manifest.applied_index;
         self.wal_release_before = None;
         self.reclaim_check = true;
         tracing::info!(
@@ -1659,6 +1655,11 @@ impl<S: Storage + Clone + 'static> Shard<S> {
                 self.leader_transfers.push((target, reply, at));
             }
         }
+    }
+
+    /// The applied index the last durable checkpoint covers.
+    fn checkpointed_index(&self) -> u64 {
+        self.manifest.as_ref().map_or(0, |m| m.applied_index)
     }
 
     /// Reports finished snapshot streams to the node.
@@ -2148,7 +2149,7 @@ impl<S: Storage + Clone + 'static> Shard<S> {
             self.reclaim_all || std::mem::take(&mut self.reclaim_check) && self.mvcc.reclaim_due();
         let due = mem_bytes >= self.checkpoint_policy.bytes
             || mem_records >= CHECKPOINT_RECORDS_MAX
-            || self.applied_index - self.checkpointed_index >= self.checkpoint_policy.entries
+            || self.applied_index - self.checkpointed_index() >= self.checkpoint_policy.entries
             || reclaim;
         if !due {
             return;
@@ -2204,10 +2205,9 @@ impl<S: Storage + Clone + 'static> Shard<S> {
             .checkpoint_install(written.segment, &written.placed);
         let covered = written.manifest.applied_index;
         assert!(
-            covered >= self.checkpointed_index,
+            covered >= self.checkpointed_index(),
             "checkpoints never go backwards"
         );
-        self.checkpointed_index = covered;
         // The in-memory Raft log keeps `catchup_entries` before the
         // checkpoint for slow followers; the WAL keeps no more than that.
         self.node.snapshot_created(
