@@ -31,12 +31,24 @@ pub struct Server {
     owns_dir: bool,
 }
 
+/// A port that was free a moment ago and that this test process has not
+/// handed out before. The listener is dropped before the port is used, so the
+/// kernel may offer the same port again on the next bind; the process-wide set
+/// of issued ports keeps two members of one cluster off the same port.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static ISSUED: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut issued = ISSUED.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !issued.contains(&port) {
+            issued.push(port);
+            return port;
+        }
+    }
 }
 
 pub fn temp_dir(tag: &str) -> PathBuf {
