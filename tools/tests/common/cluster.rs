@@ -30,6 +30,10 @@ pub struct Member {
     /// A second peer port the member listens on (`--listen-peer-urls`)
     /// without advertising it, for a MemberUpdate to move the member to.
     pub spare_peer_port: Option<u16>,
+    /// The address the member listens on and advertises.
+    pub host: String,
+    /// The network namespace it runs in, if not the test's own.
+    pub netns: Option<String>,
     pub dir: PathBuf,
     pub child: Option<Child>,
     pub args: Vec<String>,
@@ -48,10 +52,19 @@ impl Member {
             client_port: free_port(),
             peer_port: free_port(),
             spare_peer_port: None,
+            host: "127.0.0.1".to_string(),
+            netns: None,
             dir: temp_dir(&tag),
             child: None,
             args: Vec::new(),
         }
+    }
+
+    /// Runs in namespace `netns`, listening on and advertising `host`.
+    pub fn in_namespace(mut self, netns: &str, host: &str) -> Member {
+        self.netns = Some(netns.to_string());
+        self.host = host.to_string();
+        self
     }
 
     /// Also listens on a second peer port, not advertised.
@@ -61,16 +74,16 @@ impl Member {
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        format!("http://{}:{}", self.host, self.client_port)
     }
 
     pub fn peer_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.peer_port)
+        format!("http://{}:{}", self.host, self.peer_port)
     }
 
     pub fn spare_peer_url(&self) -> Option<String> {
         self.spare_peer_port
-            .map(|p| format!("http://127.0.0.1:{p}"))
+            .map(|p| format!("http://{}:{p}", self.host))
     }
 
     /// This member's `name=peer-url` entry of `--initial-cluster`.
@@ -133,7 +146,17 @@ impl Member {
             .append(true)
             .open(self.dir.join("server.log"))
             .unwrap();
-        let child = Command::new(bin)
+        // `ip netns exec` execs the server in place, so the child is the
+        // server itself and kill9 reaches it.
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let child = cmd
             .args(&self.args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -186,7 +209,7 @@ impl Cluster {
     /// `n` members of `kind` named m1..mn, each given `extra` flags too;
     /// with `spare_peer_ports` each also listens on a second peer port.
     pub fn start_with(kind: Kind, n: usize, extra: &[&str], spare_peer_ports: bool) -> Cluster {
-        let mut members: Vec<Member> = (1..=n)
+        let members: Vec<Member> = (1..=n)
             .map(|i| {
                 let m = Member::new(kind, &format!("m{i}"));
                 if spare_peer_ports {
@@ -196,6 +219,22 @@ impl Cluster {
                 }
             })
             .collect();
+        Cluster::start_members(kind, members, extra)
+    }
+
+    /// One member of `kind` in each of `net`'s namespaces, named m1..mn,
+    /// each given `extra` flags too.
+    pub fn start_in_net(kind: Kind, net: &super::netns::Net, n: usize, extra: &[&str]) -> Cluster {
+        let members: Vec<Member> = (0..n)
+            .map(|i| {
+                Member::new(kind, &format!("m{}", i + 1))
+                    .in_namespace(net.namespace(i), &net.host(i))
+            })
+            .collect();
+        Cluster::start_members(kind, members, extra)
+    }
+
+    fn start_members(kind: Kind, mut members: Vec<Member>, extra: &[&str]) -> Cluster {
         let initial: Vec<String> = members.iter().map(Member::initial_cluster_entry).collect();
         let initial = initial.join(",");
         for m in &mut members {

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use net::pb::etcdserverpb as pb;
 
 pub mod cluster;
+pub mod netns;
 pub mod store;
 
 /// How long a server may take to start before the test fails.
