@@ -5,6 +5,8 @@
 #   - etcdctl 3.4 (Debian package etcd-client);
 #   - protoc, needed only to build the etcd-client crate used as a test
 #     client (Debian package protobuf-compiler); kvik itself never needs it;
+#   - iproute2's `ip`, for the partition test's network namespaces (which
+#     also need root);
 #   - etcd 3.7.2 comes from the etcd-bin-vendored crate, nothing to install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +14,8 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v etcdctl >/dev/null 2>&1 || need_apt+=(etcd-client)
 command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
+# `ip` puts members of the partition test in their own network namespaces.
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq

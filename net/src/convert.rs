@@ -309,6 +309,7 @@ pub fn shard_error(e: &crate::shard::ShardError) -> EtcdError {
         ShardError::NoLeader => errors::NO_LEADER,
         ShardError::NotLeader => errors::NOT_LEADER,
         ShardError::Timeout => errors::TIMEOUT,
+        ShardError::NoLeaderDeadline => errors::CONTEXT_DEADLINE_EXCEEDED,
         ShardError::TooManyRequests => errors::TOO_MANY_REQUESTS,
         ShardError::NotForLearner => errors::NOT_SUPPORTED_FOR_LEARNER,
         ShardError::BadTransferee => errors::BAD_LEADER_TRANSFEREE,

@@ -342,7 +342,9 @@ pub const DEADLINE_EXCEEDED: EtcdError = e(
 );
 /// The request's own context was canceled (gRPC's generic text).
 pub const CONTEXT_CANCELED: EtcdError = e(Code::Cancelled, "context canceled");
-/// The request's own deadline passed (gRPC's generic text).
+/// The request's own deadline passed (gRPC's generic text): the client's
+/// `grpc-timeout`, or a proposal's request timeout while it waited for a
+/// leader, as etcd passes on Go's context error.
 pub const CONTEXT_DEADLINE_EXCEEDED: EtcdError =
     e(Code::DeadlineExceeded, "context deadline exceeded");
 

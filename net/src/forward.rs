@@ -294,6 +294,7 @@ const ERR_MEMBERSHIP: u8 = 8;
 const ERR_ENGINE: u8 = 9;
 const ERR_BAD_TRANSFEREE: u8 = 10;
 const ERR_TRANSFER_TIMEOUT: u8 = 11;
+const ERR_NO_LEADER_DEADLINE: u8 = 12;
 
 /// A [`ShardError`] as (code, detail, detail id).
 fn error_code(e: &ShardError) -> (u8, u8, u64) {
@@ -307,6 +308,7 @@ fn error_code(e: &ShardError) -> (u8, u8, u64) {
         ShardError::NotForLearner => (ERR_NOT_FOR_LEARNER, 0, 0),
         ShardError::BadTransferee => (ERR_BAD_TRANSFEREE, 0, 0),
         ShardError::TransferTimeout => (ERR_TRANSFER_TIMEOUT, 0, 0),
+        ShardError::NoLeaderDeadline => (ERR_NO_LEADER_DEADLINE, 0, 0),
         ShardError::Membership(m) => {
             use MembershipError as M;
             let (detail, id) = match m {
@@ -367,6 +369,7 @@ fn error_from_code(code: u8, detail: u8, detail_id: u64) -> Result<ShardError, D
         ERR_NOT_FOR_LEARNER => plain(ShardError::NotForLearner),
         ERR_BAD_TRANSFEREE => plain(ShardError::BadTransferee),
         ERR_TRANSFER_TIMEOUT => plain(ShardError::TransferTimeout),
+        ERR_NO_LEADER_DEADLINE => plain(ShardError::NoLeaderDeadline),
         ERR_MEMBERSHIP => {
             use MembershipError as M;
             if detail != 10 && detail_id != 0 {

@@ -16,6 +16,7 @@ use hyper::body::Incoming;
 use tonic::codegen::Service as _;
 
 use crate::datadir::{DataDir, Identity};
+use crate::errors;
 use crate::membership::MemberSet;
 use crate::pb::etcdserverpb as pb;
 use crate::rt::{self, Backend, LocalExec};
@@ -248,6 +249,7 @@ pub fn run(
         max_txn_ops: config.max_txn_ops,
         max_request_bytes: config.max_request_bytes,
         lease_ttl_min_secs: config.lease_ttl_min_secs,
+        election_timeout: config.election_timeout,
     });
 
     let mut on_started = Some(on_started);
@@ -440,6 +442,7 @@ type BoxResponse = Pin<Box<dyn Future<Output = Result<Response<tonic::body::Body
 /// paths answer `unimplemented`.
 #[derive(Clone)]
 pub struct Router {
+    shared: Arc<Shared>,
     kv: pb::kv_server::KvServer<KvService>,
     maintenance: pb::maintenance_server::MaintenanceServer<MaintenanceService>,
     cluster: pb::cluster_server::ClusterServer<ClusterService>,
@@ -457,6 +460,7 @@ impl Router {
         // send limit is effectively unbounded.
         let recv_max = shared.max_request_bytes + GRPC_OVERHEAD_BYTES;
         Router {
+            shared: shared.clone(),
             kv: pb::kv_server::KvServer::new(KvService::new(shared.clone()))
                 .max_decoding_message_size(recv_max)
                 .max_encoding_message_size(usize::MAX),
@@ -495,7 +499,15 @@ impl hyper::service::Service<Request<Incoming>> for Router {
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let deadline = grpc_timeout(&req);
+        let require_leader = req
+            .headers()
+            .get(REQUIRE_LEADER_KEY)
+            .is_some_and(|v| v.as_bytes() == REQUIRE_LEADER_VALUE.as_bytes());
+        if require_leader && !self.shared.shard.has_leader() {
+            return Box::pin(async { Ok(errors::NO_LEADER.status().into_http()) });
+        }
         let path = req.uri().path();
+        let watched = require_leader && STREAMING_PATHS.contains(&path);
         let fut: BoxResponse = if path.starts_with("/etcdserverpb.KV/") {
             let mut s = self.kv.clone();
             Box::pin(async move { s.call(req).await })
@@ -523,17 +535,130 @@ impl hyper::service::Service<Request<Incoming>> for Router {
             return Box::pin(async move { Ok(status.into_http()) });
         };
         let fut: BoxResponse = Box::pin(async move { fut.await.map(go_grpc_wording) });
+        let fut: BoxResponse = if watched {
+            let shard = self.shared.shard.clone();
+            let every = self.shared.election_timeout;
+            Box::pin(async move {
+                fut.await.map(|resp| {
+                    resp.map(|body| tonic::body::Body::new(RequireLeader::new(body, shard, every)))
+                })
+            })
+        } else {
+            fut
+        };
         match deadline {
             None => fut,
             Some(d) => Box::pin(async move {
                 match compio::time::timeout(d, fut).await {
                     Ok(r) => r,
-                    Err(_) => Ok(
-                        tonic::Status::deadline_exceeded("context deadline exceeded").into_http(),
-                    ),
+                    Err(_) => Ok(errors::CONTEXT_DEADLINE_EXCEEDED.status().into_http()),
                 }
             }),
         }
+    }
+}
+
+/// The metadata key and value of etcd's clientv3 `WithRequireLeader`.
+pub const REQUIRE_LEADER_KEY: &str = "hasleader";
+pub const REQUIRE_LEADER_VALUE: &str = "true";
+/// A stream that requires a leader ends with "no leader" once none was
+/// known at this many checks in a row, one election timeout apart (etcd's
+/// `maxNoLeaderCnt`: reconnecting a stream costs more than refusing a new
+/// request, so existing streams get this long).
+pub const NO_LEADER_CHECKS_MAX: u32 = 3;
+/// The streaming methods, whose responses are watched for leader loss.
+const STREAMING_PATHS: [&str; 4] = [
+    "/etcdserverpb.Watch/Watch",
+    "/etcdserverpb.Lease/LeaseKeepAlive",
+    "/etcdserverpb.Maintenance/Snapshot",
+    "/v3electionpb.Election/Observe",
+];
+
+/// A streaming response whose client requires a leader (etcd's
+/// `monitorLeader`): every election timeout the member's leader is checked,
+/// and after [`NO_LEADER_CHECKS_MAX`] checks in a row without one the
+/// stream ends with "etcdserver: no leader", so that the client moves to a
+/// member that has one. The checks run in a task of the core; the body only
+/// reads the verdict, so it stays `Send`.
+struct RequireLeader {
+    inner: tonic::body::Body,
+    verdict: Arc<NoLeaderVerdict>,
+    ended: bool,
+}
+
+/// What a stream's leader checks found, and the body to wake when the
+/// stream must end.
+#[derive(Default)]
+struct NoLeaderVerdict {
+    no_leader: std::sync::atomic::AtomicBool,
+    waker: futures_util::task::AtomicWaker,
+}
+
+impl RequireLeader {
+    fn new(inner: tonic::body::Body, shard: shard::ShardHandle, every: Duration) -> Self {
+        let verdict = Arc::new(NoLeaderVerdict::default());
+        let watched = Arc::downgrade(&verdict);
+        compio::runtime::spawn(async move {
+            let mut misses = 0;
+            loop {
+                compio::time::sleep(every).await;
+                // The stream is gone: nothing left to check for.
+                let Some(verdict) = watched.upgrade() else {
+                    return;
+                };
+                misses = if shard.has_leader() { 0 } else { misses + 1 };
+                if misses >= NO_LEADER_CHECKS_MAX {
+                    verdict
+                        .no_leader
+                        .store(true, std::sync::atomic::Ordering::Release);
+                    verdict.waker.wake();
+                    return;
+                }
+            }
+        })
+        .detach();
+        RequireLeader {
+            inner,
+            verdict,
+            ended: false,
+        }
+    }
+}
+
+impl http_body::Body for RequireLeader {
+    type Data = tonic::codegen::Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        this.verdict.waker.register(cx.waker());
+        if this
+            .verdict
+            .no_leader
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            this.ended = true;
+            // A trailers-only answer's headers are the status's trailers.
+            let mut trailers = errors::NO_LEADER
+                .status()
+                .into_http::<tonic::body::Body>()
+                .headers()
+                .clone();
+            trailers.remove(http::header::CONTENT_TYPE);
+            return Poll::Ready(Some(Ok(http_body::Frame::trailers(trailers))));
+        }
+        Pin::new(&mut this.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended || self.inner.is_end_stream()
     }
 }
 

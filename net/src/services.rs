@@ -44,6 +44,9 @@ pub struct Shared {
     pub max_request_bytes: usize,
     /// etcd's minimum lease TTL: ceil(1.5 × election timeout).
     pub lease_ttl_min_secs: i64,
+    /// `--election-timeout`: how often a stream that requires a leader
+    /// checks for one.
+    pub election_timeout: std::time::Duration,
 }
 
 impl Shared {
@@ -522,9 +525,15 @@ impl pb::cluster_server::Cluster for ClusterService {
 
     async fn member_list(
         &self,
-        _r: Request<pb::MemberListRequest>,
+        r: Request<pb::MemberListRequest>,
     ) -> Result<Response<pb::MemberListResponse>, Status> {
-        let v = self.shared.shard.members().await.map_err(status_of)?;
+        let linearizable = r.into_inner().linearizable;
+        let v = self
+            .shared
+            .shard
+            .members(linearizable)
+            .await
+            .map_err(status_of)?;
         // etcd's Cluster service headers carry no revision.
         Ok(Response::new(pb::MemberListResponse {
             header: self.shared.header(0, v.raft_term),

@@ -20,7 +20,7 @@
 //! Generic over `raftlog::Storage`, so tests drive it over the simulated
 //! disk with crashes and torn writes.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
@@ -57,6 +57,9 @@ pub const SOLO_MEMBER_ID: u64 = 1;
 /// ticks (of `server::TICK_INTERVAL`) is answered "request timed out"
 /// (etcd's 5 s request timeout plus two election timeouts), in ticks.
 pub const REQUEST_TIMEOUT_TICKS: u64 = 70;
+/// Requests held while no leader is known, at most, in requests; more are
+/// refused with "too many requests".
+pub const AWAITING_LEADER_MAX: usize = 4096;
 /// A ReadIndex request not confirmed within this many shard ticks is asked
 /// again (the leader may have dropped it), in ticks.
 pub const READ_RETRY_TICKS: u64 = 5;
@@ -155,6 +158,9 @@ pub enum ShardError {
     /// Not answered in time (the proposal or read may have been lost to a
     /// leader change).
     Timeout,
+    /// A proposal waited the whole request timeout for a leader (etcd's
+    /// proposal then fails with its context's deadline).
+    NoLeaderDeadline,
     /// The leader is overloaded with uncommitted entries.
     TooManyRequests,
     /// A learner serves serializable reads only.
@@ -196,8 +202,9 @@ enum Request {
     Alarms(Reply<Vec<engine::AlarmMember>>),
     /// Maintenance.Defragment: reclaim every dead byte, online.
     Defragment(oneshot::Sender<()>),
-    /// The member list and the leader.
-    Members(Reply<ClusterView>),
+    /// The member list and the leader; `true` for a linearizable list
+    /// (read through a ReadIndex round, as etcd does).
+    Members(bool, Reply<ClusterView>),
     /// A membership change; answered with the members after it.
     MemberChange(MemberOp, Reply<MemberChanged>),
 }
@@ -253,6 +260,9 @@ pub struct LeaseInfo {
 pub struct ShardHandle {
     tx: mpsc::Sender<Request>,
     term: Arc<AtomicU64>,
+    /// The leader's member id, 0 while none is known (read by every request
+    /// that asks for one, so not a request).
+    leader: Arc<AtomicU64>,
     /// A NOSPACE alarm is raised (read on every write, so not a request).
     nospace: Arc<AtomicBool>,
 }
@@ -261,20 +271,28 @@ pub struct ShardHandle {
 pub struct Inbox {
     rx: mpsc::Receiver<Request>,
     term: Arc<AtomicU64>,
+    leader: Arc<AtomicU64>,
     nospace: Arc<AtomicBool>,
 }
 
 pub fn channel() -> (ShardHandle, Inbox) {
     let (tx, rx) = mpsc::channel(INBOX_REQUESTS_MAX);
     let term = Arc::new(AtomicU64::new(0));
+    let leader = Arc::new(AtomicU64::new(0));
     let nospace = Arc::new(AtomicBool::new(false));
     (
         ShardHandle {
             tx,
             term: term.clone(),
+            leader: leader.clone(),
             nospace: nospace.clone(),
         },
-        Inbox { rx, term, nospace },
+        Inbox {
+            rx,
+            term,
+            leader,
+            nospace,
+        },
     )
 }
 
@@ -292,6 +310,12 @@ impl ShardHandle {
     /// The keyspace's current Raft term (0 before its shard runs).
     pub fn raft_term(&self) -> u64 {
         self.term.load(Ordering::Relaxed)
+    }
+
+    /// Whether the keyspace's member knows a leader (false before its shard
+    /// runs).
+    pub fn has_leader(&self) -> bool {
+        self.leader.load(Ordering::Relaxed) != 0
     }
 
     async fn ask<T>(
@@ -396,8 +420,8 @@ impl ShardHandle {
     }
 
     /// The member list and the leader.
-    pub async fn members(&self) -> Result<Revisioned<ClusterView>, ShardError> {
-        self.ask(Request::Members).await?
+    pub async fn members(&self, linearizable: bool) -> Result<Revisioned<ClusterView>, ShardError> {
+        self.ask(|tx| Request::Members(linearizable, tx)).await?
     }
 
     /// Maintenance.MoveLeader: hands leadership to voter `target` and waits
@@ -492,6 +516,8 @@ impl RaftOptions {
 enum ReadOp {
     Range(engine::RangeRequest, Reply<engine::RangeResponse>),
     Txn(engine::TxnRequest, Reply<Applied>),
+    /// MemberList with `linearizable` set.
+    Members(Reply<ClusterView>),
 }
 
 /// A proposal this member made and answers once applied.
@@ -571,6 +597,12 @@ pub struct Shard<S: Storage + 'static> {
     nospace: Option<Arc<AtomicBool>>,
     /// Where the term is published (set once running).
     term_flag: Option<Arc<AtomicU64>>,
+    /// Where the leader's id is published (set once running).
+    leader_flag: Option<Arc<AtomicU64>>,
+    /// Requests that need a leader, held while none is known, with the
+    /// tick each arrived: as etcd holds a proposal or a linearizable read
+    /// until a leader is elected or the request timeout passes.
+    awaiting_leader: VecDeque<(Request, u64)>,
     /// The locked data directory, held for as long as the shard lives.
     data_dir: Option<crate::datadir::DataDir>,
     /// Whether the leases recovered from the log (or granted before the
@@ -1044,6 +1076,8 @@ impl<S: Storage + Clone + 'static> Shard<S> {
             progress_notify_interval: PROGRESS_NOTIFY_INTERVAL_DEFAULT,
             nospace: None,
             term_flag: None,
+            leader_flag: None,
+            awaiting_leader: VecDeque::new(),
             data_dir: None,
             lease_deadlines_seeded: false,
             store,
@@ -1131,6 +1165,8 @@ impl<S: Storage + Clone + 'static> Shard<S> {
     pub async fn run(mut self, mut inbox: Inbox) -> Result<(), String> {
         inbox.term.store(self.node.term(), Ordering::Relaxed);
         self.term_flag = Some(inbox.term.clone());
+        self.leader_flag = Some(inbox.leader.clone());
+        self.publish_leader();
         self.nospace = Some(inbox.nospace.clone());
         self.publish_alarms();
         let mut peer_rx = self.peer_inbox.take();
@@ -1143,6 +1179,7 @@ impl<S: Storage + Clone + 'static> Shard<S> {
             if self.removed && self.node.role() != Role::Leader {
                 return Err("the member has been permanently removed from the cluster".into());
             }
+            self.release_awaiting_leader();
             // Drain what is already queued, within a budget.
             let mut handled = 0;
             while open
@@ -1550,6 +1587,90 @@ impl<S: Storage + Clone + 'static> Shard<S> {
         if let Some(t) = &self.term_flag {
             t.store(self.node.term(), Ordering::Relaxed);
         }
+        self.publish_leader();
+    }
+
+    fn publish_leader(&self) {
+        if let Some(l) = &self.leader_flag {
+            l.store(self.node.leader().unwrap_or(0), Ordering::Relaxed);
+        }
+    }
+
+    /// Whether `req` waits for a leader while none is known: proposals,
+    /// linearizable reads, and the lease requests only the leader serves.
+    /// A learner refuses what it does not serve at once instead.
+    fn needs_leader(&self, req: &Request) -> bool {
+        if self.is_learner() {
+            return false;
+        }
+        match req {
+            Request::Write(..) => true,
+            Request::Range(r, _) => !r.serializable,
+            Request::ReadTxn(t, _) => !txn_serializable(t),
+            Request::Members(linearizable, _) => *linearizable,
+            Request::LeaseKeepAlive(..) | Request::LeaseTimeToLive(..) => {
+                self.node.role() != Role::Leader
+            }
+            _ => false,
+        }
+    }
+
+    /// Handles the requests held for a leader, in arrival order, once one
+    /// is known.
+    fn release_awaiting_leader(&mut self) {
+        if self.awaiting_leader.is_empty() || self.node.leader().is_none() {
+            return;
+        }
+        for (req, arrived) in std::mem::take(&mut self.awaiting_leader) {
+            self.handle_arrived(req, arrived);
+        }
+    }
+
+    /// Fails the requests held for a leader longer than the request
+    /// timeout, each as etcd answers it: a proposal with its context's
+    /// deadline, a read with "request timed out", a lease request with "no
+    /// leader".
+    fn expire_awaiting_leader(&mut self) {
+        let ticks = self.ticks;
+        while let Some((_, arrived)) = self.awaiting_leader.front() {
+            if arrived + REQUEST_TIMEOUT_TICKS > ticks {
+                break;
+            }
+            let (req, _) = self.awaiting_leader.pop_front().expect("front");
+            let e = match &req {
+                Request::Write(..) => ShardError::NoLeaderDeadline,
+                Request::Range(..) | Request::ReadTxn(..) | Request::Members(..) => {
+                    ShardError::Timeout
+                }
+                _ => ShardError::NoLeader,
+            };
+            self.refuse(req, e);
+        }
+    }
+
+    /// Answers a request that needs a leader with `e`.
+    fn refuse(&self, req: Request, e: ShardError) {
+        match req {
+            Request::Write(_, reply) => {
+                let _ = reply.send(Err(e));
+            }
+            Request::Range(_, reply) => {
+                let _ = reply.send(Err(e));
+            }
+            Request::ReadTxn(_, reply) => {
+                let _ = reply.send(Err(e));
+            }
+            Request::Members(_, reply) => {
+                let _ = reply.send(Err(e));
+            }
+            Request::LeaseKeepAlive(.., reply) => {
+                let _ = reply.send(Err(e));
+            }
+            Request::LeaseTimeToLive(.., reply) => {
+                let _ = reply.send(Err(e));
+            }
+            _ => unreachable!("only requests that need a leader wait for one"),
+        }
     }
 
     fn add_peer(&mut self, m: &Member) {
@@ -1844,6 +1965,12 @@ impl<S: Storage + Clone + 'static> Shard<S> {
     /// Proposes a client command; `false` if it was refused at once (the
     /// reply was answered).
     fn propose_command(&mut self, cmd: Command, reply: Reply<Applied>) -> bool {
+        self.propose_command_at(cmd, reply, self.ticks)
+    }
+
+    /// [`Shard::propose_command`] for a request that arrived at tick
+    /// `arrived`: its timeout counts from then.
+    fn propose_command_at(&mut self, cmd: Command, reply: Reply<Applied>, arrived: u64) -> bool {
         if self.is_learner() {
             let _ = reply.send(Err(ShardError::NotForLearner));
             return false;
@@ -1855,7 +1982,7 @@ impl<S: Storage + Clone + 'static> Shard<S> {
             Ok(()) => {
                 self.proposed_since_ready += 1;
                 self.waiting
-                    .insert(request, (Waiter::Write(reply), self.ticks));
+                    .insert(request, (Waiter::Write(reply), arrived));
                 true
             }
             Err(e) => {
@@ -1865,7 +1992,7 @@ impl<S: Storage + Clone + 'static> Shard<S> {
         }
     }
 
-    fn read(&mut self, op: ReadOp, serializable: bool) {
+    fn read(&mut self, op: ReadOp, serializable: bool, arrived: u64) {
         if serializable || self.reads_locally() {
             self.serve_read(op);
             return;
@@ -1878,15 +2005,8 @@ impl<S: Storage + Clone + 'static> Shard<S> {
             None
         };
         match fail {
-            Some(e) => match op {
-                ReadOp::Range(_, reply) => {
-                    let _ = reply.send(Err(e));
-                }
-                ReadOp::Txn(_, reply) => {
-                    let _ = reply.send(Err(e));
-                }
-            },
-            None => self.read_queue.push((op, self.ticks)),
+            Some(e) => fail_read(op, e),
+            None => self.read_queue.push((op, arrived)),
         }
     }
 
@@ -1915,6 +2035,9 @@ impl<S: Storage + Clone + 'static> Shard<S> {
                 );
                 self.log_corruption();
                 let _ = reply.send(res);
+            }
+            ReadOp::Members(reply) => {
+                let _ = reply.send(Ok(self.header(self.cluster_view())));
             }
         }
     }
@@ -1948,6 +2071,7 @@ impl<S: Storage + Clone + 'static> Shard<S> {
     /// Re-sends ReadIndex requests that went unanswered, and times out
     /// reads and proposals that waited too long.
     fn sweep(&mut self) {
+        self.expire_awaiting_leader();
         let ticks = self.ticks;
         let stale: Vec<u64> = self
             .reads_in_flight
@@ -2256,27 +2380,40 @@ impl<S: Storage + Clone + 'static> Shard<S> {
     }
 
     fn handle(&mut self, req: Request) {
+        self.handle_arrived(req, self.ticks);
+    }
+
+    /// Handles a request that arrived at tick `arrived` (earlier than now
+    /// if it waited for a leader).
+    fn handle_arrived(&mut self, req: Request, arrived: u64) {
+        if self.node.leader().is_none() && self.needs_leader(&req) {
+            if self.awaiting_leader.len() < AWAITING_LEADER_MAX {
+                self.awaiting_leader.push_back((req, arrived));
+            } else {
+                self.refuse(req, ShardError::TooManyRequests);
+            }
+            return;
+        }
         match req {
             Request::Range(r, reply) => {
                 let serializable = r.serializable;
-                self.read(ReadOp::Range(r, reply), serializable);
+                self.read(ReadOp::Range(r, reply), serializable, arrived);
             }
             Request::Write(cmd, reply) => {
-                self.propose_command(cmd, reply);
+                self.propose_command_at(cmd, reply, arrived);
             }
             Request::ReadTxn(txn, reply) => {
                 let serializable = txn_serializable(&txn);
-                self.read(ReadOp::Txn(txn, reply), serializable);
+                self.read(ReadOp::Txn(txn, reply), serializable, arrived);
             }
             Request::MoveLeader(target, reply) => self.move_leader(target, reply),
-            Request::Members(reply) => {
+            Request::Members(linearizable, reply) => {
                 // etcd refuses MemberList on a learner, serializable or not.
-                let res = if self.is_learner() {
-                    Err(ShardError::NotForLearner)
+                if self.is_learner() {
+                    let _ = reply.send(Err(ShardError::NotForLearner));
                 } else {
-                    Ok(self.header(self.cluster_view()))
-                };
-                let _ = reply.send(res);
+                    self.read(ReadOp::Members(reply), !linearizable, arrived);
+                }
             }
             Request::MemberChange(op, reply) => self.member_change(op, reply),
             Request::Status(reply) => {
@@ -2865,6 +3002,9 @@ fn fail_read(op: ReadOp, e: ShardError) {
             let _ = reply.send(Err(e));
         }
         ReadOp::Txn(_, reply) => {
+            let _ = reply.send(Err(e));
+        }
+        ReadOp::Members(reply) => {
             let _ = reply.send(Err(e));
         }
     }
