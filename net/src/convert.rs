@@ -329,6 +329,7 @@ pub fn membership_error(e: &crate::membership::MembershipError) -> EtcdError {
         M::LearnerNotReady => errors::LEARNER_NOT_READY,
         M::TooManyLearners => errors::TOO_MANY_LEARNERS,
         M::NotEnoughStarted => errors::MEMBER_NOT_ENOUGH_STARTED,
+        M::Unhealthy => errors::UNHEALTHY,
         M::BadUrls(_) | M::DuplicateId(_) | M::ZeroId | M::AttributesTooLarge => {
             errors::MEMBER_BAD_URLS
         }

@@ -325,6 +325,7 @@ fn error_code(e: &ShardError) -> (u8, u8, u64) {
                 M::DuplicateId(id) => (10, *id),
                 M::ZeroId => (11, 0),
                 M::AttributesTooLarge => (12, 0),
+                M::Unhealthy => (13, 0),
             };
             (ERR_MEMBERSHIP, detail, id)
         }
@@ -388,6 +389,7 @@ fn error_from_code(code: u8, detail: u8, detail_id: u64) -> Result<ShardError, D
                 10 => M::DuplicateId(detail_id),
                 11 => M::ZeroId,
                 12 => M::AttributesTooLarge,
+                13 => M::Unhealthy,
                 _ => return Err(bad()),
             };
             Ok(ShardError::Membership(m))
@@ -475,6 +477,7 @@ mod tests {
             M::DuplicateId(0x1234_5678_9abc),
             M::ZeroId,
             M::AttributesTooLarge,
+            M::Unhealthy,
         ] {
             v.push(ShardError::Membership(m));
         }

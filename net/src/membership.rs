@@ -25,6 +25,32 @@ pub const MAX_LEARNERS_DEFAULT: usize = 1;
 /// the leader's (etcd's `readyPercentThreshold`).
 pub const LEARNER_READY_SHARE: f64 = 0.9;
 
+/// How long this member must have been connected to a peer for the peer to
+/// count as healthy in a membership change's checks (etcd's
+/// `HealthInterval`).
+pub const HEALTH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// This member's connections to its peers, as the strict reconfiguration
+/// checks see them; the caller measures them (this module does no I/O and
+/// reads no clock).
+pub struct PeerHealth<'a> {
+    /// This member, which counts as connected to itself.
+    pub me: u64,
+    /// Whether this member is connected to the peer now.
+    pub connected: &'a dyn Fn(u64) -> bool,
+    /// Whether it has been connected for [`HEALTH_INTERVAL`] or longer.
+    pub healthy: &'a dyn Fn(u64) -> bool,
+}
+
+impl PeerHealth<'_> {
+    /// How many of `ids` count as healthy (etcd's `numConnectedSince`).
+    fn healthy_among(&self, ids: &[u64]) -> usize {
+        ids.iter()
+            .filter(|&&id| id == self.me || (self.healthy)(id))
+            .count()
+    }
+}
+
 /// Format version of [`MemberSet::encode`] and [`Member::encode`].
 pub const ENCODING_VERSION: u8 = 1;
 
@@ -57,6 +83,9 @@ pub enum MembershipError {
     LearnerNotReady,
     TooManyLearners,
     NotEnoughStarted,
+    /// This member has not been connected to enough voters for
+    /// [`HEALTH_INTERVAL`] for the change to be safe.
+    Unhealthy,
     /// A peer URL that etcd's `types.NewURLs` refuses; the detail is for logs.
     BadUrls(String),
     /// Bootstrap: two members of `--initial-cluster` hash to the same id.
@@ -85,6 +114,7 @@ impl MembershipError {
             MembershipError::NotEnoughStarted => {
                 "etcdserver: re-configuration failed due to not enough started members"
             }
+            MembershipError::Unhealthy => "etcdserver: unhealthy cluster",
             MembershipError::BadUrls(_) => "etcdserver: given member URLs are invalid",
             MembershipError::DuplicateId(_) => "member exists with identical ID",
             MembershipError::ZeroId => "cannot use 0 as member id",
@@ -455,25 +485,56 @@ impl MemberSet {
         urls
     }
 
-    // ---------------------------------------------- leader-side checks
+    // ---------------------------------------------- proposer-side checks
 
-    /// MemberAdd, before proposing: etcd's `mayAddMember` quorum rule (with
-    /// `strict`, etcd's default `--strict-reconfig-check`), then the rules
-    /// the change is validated with when applied.
-    pub fn check_add(&self, m: &Member, strict: bool) -> Result<(), MembershipError> {
+    /// MemberAdd, before proposing: etcd's `mayAddMember` rules (with
+    /// `strict`, etcd's default `--strict-reconfig-check`): enough started
+    /// voters for a voter, and this member connected to every voter for
+    /// [`HEALTH_INTERVAL`]; then the rules the change is validated with
+    /// when applied.
+    pub fn check_add(
+        &self,
+        m: &Member,
+        strict: bool,
+        peers: &PeerHealth<'_>,
+    ) -> Result<(), MembershipError> {
         if strict && !m.is_learner && !self.ready_to_add_voting_member() {
             return Err(MembershipError::NotEnoughStarted);
+        }
+        if strict {
+            let voters = self.voting_ids();
+            if peers.healthy_among(&voters) != voters.len() {
+                return Err(MembershipError::Unhealthy);
+            }
         }
         self.validate_add(m)
     }
 
-    /// MemberRemove, before proposing: etcd's `mayRemoveMember` quorum rule
-    /// (learners are exempt), then the apply-time rules.
-    pub fn check_remove(&self, id: u64, strict: bool) -> Result<(), MembershipError> {
+    /// MemberRemove, before proposing: etcd's `mayRemoveMember` rules
+    /// (learners are exempt): enough started voters left, and, unless the
+    /// member removed is one this member is not connected to (a member that
+    /// is down is no part of the active quorum), a quorum of the voters
+    /// left connected for [`HEALTH_INTERVAL`]; then the apply-time rules.
+    pub fn check_remove(
+        &self,
+        id: u64,
+        strict: bool,
+        peers: &PeerHealth<'_>,
+    ) -> Result<(), MembershipError> {
         if strict {
             let is_learner = self.members.get(&id).is_some_and(|m| m.is_learner);
-            if !is_learner && !self.ready_to_remove_voting_member(id) {
-                return Err(MembershipError::NotEnoughStarted);
+            if !is_learner {
+                if !self.ready_to_remove_voting_member(id) {
+                    return Err(MembershipError::NotEnoughStarted);
+                }
+                // No connection is kept to an id that is not a member.
+                let down =
+                    id != peers.me && (!self.members.contains_key(&id) || !(peers.connected)(id));
+                let voters = self.voting_ids();
+                let active = peers.healthy_among(&voters);
+                if !down && active.saturating_sub(1) < 1 + (voters.len().saturating_sub(1)) / 2 {
+                    return Err(MembershipError::Unhealthy);
+                }
             }
         }
         self.validate_remove(id)
@@ -887,6 +948,67 @@ mod tests {
         v.iter().map(|x| x.to_string()).collect()
     }
 
+    /// Connections as a member connected to every peer for long enough.
+    fn everyone_healthy() -> PeerHealth<'static> {
+        PeerHealth {
+            me: 0,
+            connected: &|_| true,
+            healthy: &|_| true,
+        }
+    }
+
+    #[test]
+    fn reconfiguration_waits_for_healthy_connections_like_etcd() {
+        let peers = [
+            ("a".to_string(), s(&["http://127.0.0.1:23801"])),
+            ("b".to_string(), s(&["http://127.0.0.1:23802"])),
+            ("c".to_string(), s(&["http://127.0.0.1:23803"])),
+        ];
+        let set = MemberSet::bootstrap("T", &peers).unwrap();
+        let ids = set.voting_ids();
+        let (me, up, down) = (ids[0], ids[1], ids[2]);
+        // `down` is not connected at all; `up` is healthy.
+        let one_down = PeerHealth {
+            me,
+            connected: &|id| id == up,
+            healthy: &|id| id == up,
+        };
+        let learner = Member::for_member_add(&s(&["http://127.0.0.1:23811"]), true, 1).unwrap();
+        assert_eq!(
+            set.check_add(&learner, true, &one_down),
+            Err(MembershipError::Unhealthy)
+        );
+        assert_eq!(set.check_add(&learner, false, &one_down), Ok(()));
+        // Removing a live voter would leave one active of two: refused.
+        assert_eq!(
+            set.check_remove(up, true, &one_down),
+            Err(MembershipError::Unhealthy)
+        );
+        // A member that is down is no part of the active quorum.
+        assert_eq!(set.check_remove(down, true, &one_down), Ok(()));
+        // Connected, but for less than the health interval: not yet healthy.
+        let fresh = PeerHealth {
+            me,
+            connected: &|_| true,
+            healthy: &|_| false,
+        };
+        assert_eq!(
+            set.check_add(&learner, true, &fresh),
+            Err(MembershipError::Unhealthy)
+        );
+        assert_eq!(
+            set.check_remove(up, true, &fresh),
+            Err(MembershipError::Unhealthy)
+        );
+        let all = PeerHealth {
+            me,
+            connected: &|_| true,
+            healthy: &|_| true,
+        };
+        assert_eq!(set.check_add(&learner, true, &all), Ok(()));
+        assert_eq!(set.check_remove(up, true, &all), Ok(()));
+    }
+
     fn hex(b: &[u8]) -> String {
         b.iter().map(|x| format!("{x:02x}")).collect()
     }
@@ -980,14 +1102,18 @@ mod tests {
         let mut set =
             MemberSet::bootstrap("T", &[("a".into(), s(&["http://127.0.0.1:23801"]))]).unwrap();
         let l1 = Member::for_member_add(&s(&["http://127.0.0.1:23811"]), true, 7).unwrap();
-        set.check_add(&l1, true).unwrap();
+        set.check_add(&l1, true, &everyone_healthy()).unwrap();
         set.apply_add(l1).unwrap();
         let again = Member::for_member_add(&s(&["http://127.0.0.1:23811"]), false, 7).unwrap();
-        let err = set.check_add(&again, true).unwrap_err();
+        let err = set
+            .check_add(&again, true, &everyone_healthy())
+            .unwrap_err();
         assert_eq!(err.to_string(), "etcdserver: member ID already exist");
         let later = Member::for_member_add(&s(&["http://127.0.0.1:23811"]), false, 8).unwrap();
         assert_eq!(
-            set.check_add(&later, true).unwrap_err().to_string(),
+            set.check_add(&later, true, &everyone_healthy())
+                .unwrap_err()
+                .to_string(),
             "etcdserver: Peer URLs already exists"
         );
     }
@@ -1000,12 +1126,14 @@ mod tests {
         let a = 11450483429361049818;
         let l1 = Member::for_member_add(&s(&["http://127.0.0.1:23811"]), true, 1795234503).unwrap();
         let l1_id = l1.id;
-        set.check_add(&l1, true).unwrap();
+        set.check_add(&l1, true, &everyone_healthy()).unwrap();
         set.apply_add(l1).unwrap();
 
         let l2 = Member::for_member_add(&s(&["http://127.0.0.1:23812"]), true, 1795234503).unwrap();
         assert_eq!(
-            set.check_add(&l2, true).unwrap_err().to_string(),
+            set.check_add(&l2, true, &everyone_healthy())
+                .unwrap_err()
+                .to_string(),
             "etcdserver: too many learner members in cluster"
         );
         // Promote the voting member a: in the leader's progress at full match.
@@ -1023,7 +1151,9 @@ mod tests {
             "etcdserver: can only promote a learner member which is in sync with leader"
         );
         assert_eq!(
-            set.check_remove(0x1234, true).unwrap_err().to_string(),
+            set.check_remove(0x1234, true, &everyone_healthy())
+                .unwrap_err()
+                .to_string(),
             "etcdserver: member not found"
         );
         assert_eq!(
@@ -1040,29 +1170,37 @@ mod tests {
         );
         let y = Member::for_member_add(&s(&["http://127.0.0.1:23801"]), false, 1795234505).unwrap();
         assert_eq!(
-            set.check_add(&y, true).unwrap_err().to_string(),
+            set.check_add(&y, true, &everyone_healthy())
+                .unwrap_err()
+                .to_string(),
             "etcdserver: Peer URLs already exists"
         );
-        set.check_remove(l1_id, true).unwrap();
+        set.check_remove(l1_id, true, &everyone_healthy()).unwrap();
         set.apply_remove(l1_id).unwrap();
-        let err = set.check_remove(l1_id, true).unwrap_err();
+        let err = set
+            .check_remove(l1_id, true, &everyone_healthy())
+            .unwrap_err();
         assert_eq!(err, MembershipError::IdRemoved);
         assert_eq!(err.to_string(), "etcdserver: member not found");
 
         let b = Member::for_member_add(&s(&["http://127.0.0.1:23802"]), false, 1795234506).unwrap();
-        set.check_add(&b, true).unwrap();
+        set.check_add(&b, true, &everyone_healthy()).unwrap();
         set.apply_add(b).unwrap();
         let c = Member::for_member_add(&s(&["http://127.0.0.1:23803"]), false, 1795234506).unwrap();
         assert_eq!(
-            set.check_add(&c, true).unwrap_err().to_string(),
+            set.check_add(&c, true, &everyone_healthy())
+                .unwrap_err()
+                .to_string(),
             "etcdserver: re-configuration failed due to not enough started members"
         );
         assert_eq!(
-            set.check_remove(a, true).unwrap_err().to_string(),
+            set.check_remove(a, true, &everyone_healthy())
+                .unwrap_err()
+                .to_string(),
             "etcdserver: re-configuration failed due to not enough started members"
         );
         // Without the strict check only the structural rules apply.
-        set.check_add(&c, false).unwrap();
+        set.check_add(&c, false, &everyone_healthy()).unwrap();
         // The removed id can never come back.
         let mut back = Member::for_member_add(&s(&["http://127.0.0.1:23899"]), false, 1).unwrap();
         back.id = l1_id;
@@ -1130,7 +1268,7 @@ mod tests {
         assert!(!set.ready_to_remove_voting_member(a));
         // A learner add is not quorum-checked.
         let l = Member::for_member_add(&s(&["http://h6:1"]), true, 0).unwrap();
-        set.check_add(&l, true).unwrap();
+        set.check_add(&l, true, &everyone_healthy()).unwrap();
         // Promote: 6 voting members with the learner, 4 started.
         assert!(set.ready_to_promote_member());
     }

@@ -38,7 +38,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::forward::{Forward, ForwardAnswer, ForwardRequest, FORWARD_GROUP_ID};
-use crate::membership::{Member, MemberSet, MembershipError};
+use crate::membership::{Member, MemberSet, MembershipError, PeerHealth, HEALTH_INTERVAL};
 use crate::metrics::METRICS;
 use crate::peer::{Incoming, PeerTransport};
 use crate::raftstate::{self, Normal};
@@ -2167,6 +2167,35 @@ impl<S: Storage + Clone + 'static> Shard<S> {
         let strict = self.strict_reconfig;
         let request = self.next_request_id();
         let me = self.id;
+        // The peers' connection times, for the strict checks, against the
+        // latest time the shard was told.
+        let since: HashMap<NodeId, Option<Instant>> = self
+            .members
+            .members()
+            .filter(|m| m.id != me)
+            .map(|m| {
+                let at = self
+                    .transport
+                    .as_ref()
+                    .and_then(|t| t.peer_stats(m.id))
+                    .and_then(|s| s.connected_since);
+                (m.id, at)
+            })
+            .collect();
+        let now = self.now;
+        let connected = |id: u64| since.get(&id).is_some_and(|at| at.is_some());
+        let healthy = |id: u64| {
+            let at = since.get(&id).copied().flatten();
+            match (at, now) {
+                (Some(at), Some(now)) => now.saturating_duration_since(at) >= HEALTH_INTERVAL,
+                _ => false,
+            }
+        };
+        let peers = PeerHealth {
+            me,
+            connected: &connected,
+            healthy: &healthy,
+        };
         let cc = match op {
             MemberOp::Add {
                 peer_urls,
@@ -2176,7 +2205,7 @@ impl<S: Storage + Clone + 'static> Shard<S> {
                 let m = Member::for_member_add(&peer_urls, is_learner, now_unix_secs)
                     .map_err(ShardError::Membership)?;
                 self.members
-                    .check_add(&m, strict)
+                    .check_add(&m, strict, &peers)
                     .map_err(ShardError::Membership)?;
                 let kind = if is_learner {
                     ConfChangeKind::AddLearner
@@ -2191,7 +2220,7 @@ impl<S: Storage + Clone + 'static> Shard<S> {
             }
             MemberOp::Remove { id } => {
                 self.members
-                    .check_remove(id, strict)
+                    .check_remove(id, strict, &peers)
                     .map_err(ShardError::Membership)?;
                 let m = self.members.member(id).cloned().expect("checked");
                 ConfChange {

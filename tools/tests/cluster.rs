@@ -11,12 +11,27 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::cluster::{etcdctl, Cluster, Member, CONVERGE_DEADLINE, ELECTION_DEADLINE};
+use common::cluster::{etcdctl, Cluster, Deadline, Member, CONVERGE_DEADLINE, ELECTION_DEADLINE};
 use common::{etcdctl_bin, Kind};
 use net::pb::etcdserverpb as pb;
 
 /// One client request's deadline in the writers.
 const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Runs etcdctl again while it answers "etcdserver: unhealthy cluster": as
+/// etcd does, kvik refuses membership changes until the member asked has
+/// been connected to the voters for five seconds (strict reconfiguration
+/// check), so a change right after a member (re)starts has to be retried.
+fn etcdctl_settled(endpoints: &str, args: &[&str]) -> (bool, String) {
+    let d = Deadline::after(CONVERGE_DEADLINE);
+    loop {
+        let (ok, text) = etcdctl(endpoints, args);
+        if ok || !text.contains("etcdserver: unhealthy cluster") {
+            return (ok, text);
+        }
+        d.tick(|| format!("etcdctl {args:?}: the cluster stayed unhealthy: {text}"));
+    }
+}
 
 /// The rows of an etcdctl table: cells of each line between the borders.
 fn table_rows(text: &str) -> Vec<Vec<String>> {
@@ -322,7 +337,7 @@ fn three_members_elect_replicate_fail_over_and_catch_up() {
     let leader = c.wait_leader(&all);
     let leader_ep = c.members[leader].endpoint();
     let mut m4 = Member::new(Kind::Kvik, "m4");
-    let (ok, text) = etcdctl(
+    let (ok, text) = etcdctl_settled(
         &leader_ep,
         &[
             "member",
@@ -418,7 +433,7 @@ fn three_members_elect_replicate_fail_over_and_catch_up() {
         .map(|h| h.member_id)
         .expect("the follower answers");
     let leader_ep = c.members[leader].endpoint();
-    let (ok, text) = etcdctl(&leader_ep, &["member", "remove", &format!("{id:x}")]);
+    let (ok, text) = etcdctl_settled(&leader_ep, &["member", "remove", &format!("{id:x}")]);
     assert!(ok, "member remove: {text}");
     let (ok, text) = etcdctl(&leader_ep, &["member", "list", "-w", "table"]);
     assert!(ok, "{text}");
