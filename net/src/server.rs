@@ -503,10 +503,12 @@ impl hyper::service::Service<Request<Incoming>> for Router {
             .headers()
             .get(REQUIRE_LEADER_KEY)
             .is_some_and(|v| v.as_bytes() == REQUIRE_LEADER_VALUE.as_bytes());
-        if require_leader && !self.shared.shard.has_leader() {
+        let path = req.uri().path();
+        let known = SERVICE_PREFIXES.iter().any(|p| path.starts_with(p));
+        // Unknown methods never reach etcd's interceptors.
+        if known && require_leader && !self.shared.shard.has_leader() {
             return Box::pin(async { Ok(errors::NO_LEADER.status().into_http()) });
         }
-        let path = req.uri().path();
         let watched = require_leader && STREAMING_PATHS.contains(&path);
         let fut: BoxResponse = if path.starts_with("/etcdserverpb.KV/") {
             let mut s = self.kv.clone();
@@ -536,11 +538,11 @@ impl hyper::service::Service<Request<Incoming>> for Router {
         };
         let fut: BoxResponse = Box::pin(async move { fut.await.map(go_grpc_wording) });
         let fut: BoxResponse = if watched {
-            let shard = self.shared.shard.clone();
+            let leader = self.shared.shard.leader_flag();
             let every = self.shared.election_timeout;
             Box::pin(async move {
                 fut.await.map(|resp| {
-                    resp.map(|body| tonic::body::Body::new(RequireLeader::new(body, shard, every)))
+                    resp.map(|body| tonic::body::Body::new(RequireLeader::new(body, leader, every)))
                 })
             })
         } else {
@@ -566,6 +568,16 @@ pub const REQUIRE_LEADER_VALUE: &str = "true";
 /// `maxNoLeaderCnt`: reconnecting a stream costs more than refusing a new
 /// request, so existing streams get this long).
 pub const NO_LEADER_CHECKS_MAX: u32 = 3;
+/// The services the router serves, by path prefix.
+const SERVICE_PREFIXES: [&str; 7] = [
+    "/etcdserverpb.KV/",
+    "/etcdserverpb.Maintenance/",
+    "/etcdserverpb.Cluster/",
+    "/etcdserverpb.Watch/",
+    "/etcdserverpb.Lease/",
+    "/v3lockpb.Lock/",
+    "/v3electionpb.Election/",
+];
 /// The streaming methods, whose responses are watched for leader loss.
 const STREAMING_PATHS: [&str; 4] = [
     "/etcdserverpb.Watch/Watch",
@@ -595,7 +607,7 @@ struct NoLeaderVerdict {
 }
 
 impl RequireLeader {
-    fn new(inner: tonic::body::Body, shard: shard::ShardHandle, every: Duration) -> Self {
+    fn new(inner: tonic::body::Body, leader: shard::LeaderFlag, every: Duration) -> Self {
         let verdict = Arc::new(NoLeaderVerdict::default());
         let watched = Arc::downgrade(&verdict);
         compio::runtime::spawn(async move {
@@ -606,7 +618,7 @@ impl RequireLeader {
                 let Some(verdict) = watched.upgrade() else {
                     return;
                 };
-                misses = if shard.has_leader() { 0 } else { misses + 1 };
+                misses = if leader.has_leader() { 0 } else { misses + 1 };
                 if misses >= NO_LEADER_CHECKS_MAX {
                     verdict
                         .no_leader

@@ -267,6 +267,16 @@ pub struct ShardHandle {
     nospace: Arc<AtomicBool>,
 }
 
+/// The leader a shard publishes: its member id, 0 while none is known.
+#[derive(Clone)]
+pub struct LeaderFlag(Arc<AtomicU64>);
+
+impl LeaderFlag {
+    pub fn has_leader(&self) -> bool {
+        self.0.load(Ordering::Relaxed) != 0
+    }
+}
+
 /// The receiving end, moved into the shard's task.
 pub struct Inbox {
     rx: mpsc::Receiver<Request>,
@@ -315,7 +325,13 @@ impl ShardHandle {
     /// Whether the keyspace's member knows a leader (false before its shard
     /// runs).
     pub fn has_leader(&self) -> bool {
-        self.leader.load(Ordering::Relaxed) != 0
+        self.leader_flag().has_leader()
+    }
+
+    /// The published leader alone, for a watcher that must not keep the
+    /// shard's inbox open.
+    pub fn leader_flag(&self) -> LeaderFlag {
+        LeaderFlag(self.leader.clone())
     }
 
     async fn ask<T>(
@@ -1616,12 +1632,29 @@ impl<S: Storage + Clone + 'static> Shard<S> {
     }
 
     /// Handles the requests held for a leader, in arrival order, once one
-    /// is known.
+    /// is known. A request whose client has gone (cancelled, or past its
+    /// deadline) is dropped, never carried out: etcd gives up a proposal
+    /// that waits for a leader when its context ends. A lease request
+    /// counts from now, not from when it arrived: the renewal happens now.
     fn release_awaiting_leader(&mut self) {
         if self.awaiting_leader.is_empty() || self.node.leader().is_none() {
             return;
         }
+        let now = self.now;
+        let later = |at: Instant| now.map_or(at, |n| n.max(at));
         for (req, arrived) in std::mem::take(&mut self.awaiting_leader) {
+            if abandoned(&req) {
+                continue;
+            }
+            let req = match req {
+                Request::LeaseKeepAlive(id, at, reply) => {
+                    Request::LeaseKeepAlive(id, later(at), reply)
+                }
+                Request::LeaseTimeToLive(id, keys, at, reply) => {
+                    Request::LeaseTimeToLive(id, keys, later(at), reply)
+                }
+                other => other,
+            };
             self.handle_arrived(req, arrived);
         }
     }
@@ -1637,6 +1670,9 @@ impl<S: Storage + Clone + 'static> Shard<S> {
                 break;
             }
             let (req, _) = self.awaiting_leader.pop_front().expect("front");
+            if abandoned(&req) {
+                continue;
+            }
             let e = match &req {
                 Request::Write(..) => ShardError::NoLeaderDeadline,
                 Request::Range(..) | Request::ReadTxn(..) | Request::Members(..) => {
@@ -2071,6 +2107,7 @@ impl<S: Storage + Clone + 'static> Shard<S> {
     /// Re-sends ReadIndex requests that went unanswered, and times out
     /// reads and proposals that waited too long.
     fn sweep(&mut self) {
+        self.release_awaiting_leader();
         self.expire_awaiting_leader();
         let ticks = self.ticks;
         let stale: Vec<u64> = self
@@ -2142,7 +2179,7 @@ impl<S: Storage + Clone + 'static> Shard<S> {
         if let MemberOp::Promote { id } = op {
             if self.node.role() != Role::Leader {
                 // Only the leader knows how far a learner got.
-                self.forward(Forwarded::Promote(id, reply));
+                self.forward(Forwarded::Promote(id, reply), self.ticks);
                 return;
             }
         }
@@ -2157,12 +2194,13 @@ impl<S: Storage + Clone + 'static> Shard<S> {
         }
     }
 
+    /// Checks a membership change as etcd does (learner, then the strict
+    /// reconfiguration checks and validation), then proposes it. With no
+    /// leader known a change that passes the checks fails with "no
+    /// leader" (etcd instead holds it until the client gives up).
     fn propose_member_change(&mut self, op: MemberOp) -> Result<u64, ShardError> {
         if self.is_learner() {
             return Err(ShardError::NotForLearner);
-        }
-        if self.node.leader().is_none() {
-            return Err(ShardError::NoLeader);
         }
         let strict = self.strict_reconfig;
         let request = self.next_request_id();
@@ -2264,6 +2302,9 @@ impl<S: Storage + Clone + 'static> Shard<S> {
                 crate::membership::normalize_urls(&peer_urls).map_err(ShardError::Membership)?;
                 // etcd validates the URLs but keeps them as given.
                 m.peer_urls = peer_urls;
+                if self.node.leader().is_none() {
+                    return Err(ShardError::NoLeader);
+                }
                 self.node
                     .propose(raftstate::update_peers_entry(me, request, &m))
                     .map_err(propose_error)?;
@@ -2271,6 +2312,9 @@ impl<S: Storage + Clone + 'static> Shard<S> {
                 return Ok(request);
             }
         };
+        if self.node.leader().is_none() {
+            return Err(ShardError::NoLeader);
+        }
         self.node.propose_conf_change(cc).map_err(propose_error)?;
         self.proposed_since_ready += 1;
         Ok(request)
@@ -2415,7 +2459,12 @@ impl<S: Storage + Clone + 'static> Shard<S> {
     /// Handles a request that arrived at tick `arrived` (earlier than now
     /// if it waited for a leader).
     fn handle_arrived(&mut self, req: Request, arrived: u64) {
+        // Requests held for a leader go first, in arrival order.
+        self.release_awaiting_leader();
         if self.node.leader().is_none() && self.needs_leader(&req) {
+            if self.awaiting_leader.len() >= AWAITING_LEADER_MAX {
+                self.awaiting_leader.retain(|(r, _)| !abandoned(r));
+            }
             if self.awaiting_leader.len() < AWAITING_LEADER_MAX {
                 self.awaiting_leader.push_back((req, arrived));
             } else {
@@ -2475,7 +2524,7 @@ impl<S: Storage + Clone + 'static> Shard<S> {
                 self.observe(now);
                 if self.node.role() != Role::Leader {
                     // Lease deadlines live on the leader.
-                    self.forward(Forwarded::KeepAlive(id, now, reply));
+                    self.forward(Forwarded::KeepAlive(id, now, reply), arrived);
                     return;
                 }
                 let ttl = match self.mvcc.lease_ttl(id) {
@@ -2491,7 +2540,7 @@ impl<S: Storage + Clone + 'static> Shard<S> {
             Request::LeaseTimeToLive(id, with_keys, now, reply) => {
                 self.observe(now);
                 if self.node.role() != Role::Leader {
-                    self.forward(Forwarded::TimeToLive(id, with_keys, now, reply));
+                    self.forward(Forwarded::TimeToLive(id, with_keys, now, reply), arrived);
                     return;
                 }
                 let info = match self.mvcc.lease_ttl(id) {
@@ -2768,8 +2817,11 @@ struct Forwarding {
 ///
 /// A follower sends the request on [`FORWARD_GROUP_ID`] and keeps it in a
 /// bounded table ([`FORWARDED_REQUESTS_MAX`]) until the answer comes back.
-/// With no leader known it fails at once with "no leader"; unanswered
-/// after [`FORWARD_TIMEOUT_TICKS`] it fails with "request timed out". A
+/// A lease request reaches this only once a leader is known (it waits in
+/// the shard's queue for one, see `Shard::needs_leader`); a promotion with
+/// no leader known fails at once with "no leader". Unanswered
+/// [`FORWARD_TIMEOUT_TICKS`] after it arrived, it fails with "request
+/// timed out". A
 /// keep-alive or TimeToLive is idempotent: it is sent again every
 /// [`FORWARD_RETRY_TICKS`] (the transport may lose it) and to each new
 /// leader. A promotion is sent again only where it was surely not served
@@ -2783,7 +2835,7 @@ struct Forwarding {
 /// handles it on the same path as its own clients', then sends the answer
 /// back; the asker fills the response header from its own state.
 impl<S: Storage + Clone + 'static> Shard<S> {
-    fn forward(&mut self, forwarded: Forwarded) {
+    fn forward(&mut self, forwarded: Forwarded, arrived: u64) {
         let fail = if self.is_learner() {
             Some(ShardError::NotForLearner)
         } else if self.transport.is_none() {
@@ -2805,7 +2857,7 @@ impl<S: Storage + Clone + 'static> Shard<S> {
             id,
             Pending {
                 forwarded,
-                arrived: self.ticks,
+                arrived,
                 sent_to: raft::NO_NODE,
                 sent_at: self.ticks,
                 refused_by: raft::NO_NODE,
@@ -3022,6 +3074,20 @@ impl<S: Storage + Clone + 'static> Shard<S> {
         for id in resend {
             self.send_forwarded(id);
         }
+    }
+}
+
+/// Whether the client of a request held for a leader has gone (its reply
+/// has no receiver any more).
+fn abandoned(req: &Request) -> bool {
+    match req {
+        Request::Write(_, reply) => reply.is_closed(),
+        Request::Range(_, reply) => reply.is_closed(),
+        Request::ReadTxn(_, reply) => reply.is_closed(),
+        Request::Members(_, reply) => reply.is_closed(),
+        Request::LeaseKeepAlive(.., reply) => reply.is_closed(),
+        Request::LeaseTimeToLive(.., reply) => reply.is_closed(),
+        _ => false,
     }
 }
 

@@ -11,27 +11,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::cluster::{etcdctl, Cluster, Deadline, Member, CONVERGE_DEADLINE, ELECTION_DEADLINE};
+use common::cluster::{
+    etcdctl, etcdctl_settled, Cluster, Member, CONVERGE_DEADLINE, ELECTION_DEADLINE,
+};
 use common::{etcdctl_bin, Kind};
 use net::pb::etcdserverpb as pb;
 
 /// One client request's deadline in the writers.
 const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
-
-/// Runs etcdctl again while it answers "etcdserver: unhealthy cluster": as
-/// etcd does, kvik refuses membership changes until the member asked has
-/// been connected to the voters for five seconds (strict reconfiguration
-/// check), so a change right after a member (re)starts has to be retried.
-fn etcdctl_settled(endpoints: &str, args: &[&str]) -> (bool, String) {
-    let d = Deadline::after(CONVERGE_DEADLINE);
-    loop {
-        let (ok, text) = etcdctl(endpoints, args);
-        if ok || !text.contains("etcdserver: unhealthy cluster") {
-            return (ok, text);
-        }
-        d.tick(|| format!("etcdctl {args:?}: the cluster stayed unhealthy: {text}"));
-    }
-}
 
 /// The rows of an etcdctl table: cells of each line between the borders.
 fn table_rows(text: &str) -> Vec<Vec<String>> {

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::cluster::{etcdctl, Cluster, Deadline, Member, CONVERGE_DEADLINE};
+use common::cluster::{etcdctl, etcdctl_settled, Cluster, Deadline, Member, CONVERGE_DEADLINE};
 use common::{etcdctl_bin, Kind};
 
 /// The lease's TTL.
@@ -194,7 +194,7 @@ fn followers_forward_lease_keep_alive_time_to_live_and_promote_to_the_leader() {
     // A learner is added through the leader; promoting it through a
     // follower is refused while it has not even started...
     let m4 = Member::new(Kind::Kvik, "m4");
-    let (ok, text) = etcdctl(
+    let (ok, text) = etcdctl_settled(
         &leader_ep,
         &[
             "member",

@@ -20,7 +20,8 @@
 //!   linearizable read fails with "etcdserver: request timed out"; a lease
 //!   TimeToLive with "etcdserver: no leader";
 //! - a write sent while there is no leader succeeds once a restarted member
-//!   lets one be elected: it waited for the leader instead of failing.
+//!   lets one be elected: it waited for the leader instead of failing; one
+//!   whose client gave up first is never carried out.
 //!
 //! Every wait polls with a generous deadline; the two transcripts must be
 //! equal.
@@ -212,6 +213,14 @@ fn scenario(kind: Kind) -> Vec<String> {
             .watch(req(ReceiverStream::new(rx)))
             .await;
         t.push(format!("required new watch: {}", outcome(w)));
+        t.push(format!(
+            "no leader, member add learner: {}",
+            call(cl.member_add(pb::MemberAddRequest {
+                peer_ur_ls: vec!["http://127.0.0.1:1".into()],
+                is_learner: true,
+            }))
+            .await
+        ));
     });
 
     // The watch that requires a leader ends; the other stays open.
@@ -271,6 +280,17 @@ fn scenario(kind: Kind) -> Vec<String> {
         ));
     });
 
+    // A write whose client gives up while it waits for a leader is never
+    // carried out, even once a leader appears (well within the request
+    // timeout it would otherwise have waited).
+    c.rt.block_on(async {
+        let mut kv = kv.clone();
+        let mut r = tonic::Request::new(put("abandoned"));
+        r.set_timeout(Duration::from_millis(500));
+        let given_up = call(kv.put(r)).await != "ok";
+        t.push(format!("put with a 500 ms deadline failed: {given_up}"));
+    });
+
     // A write sent with no leader succeeds once one is elected.
     let pending = {
         let mut kv = kv.clone();
@@ -291,6 +311,15 @@ fn scenario(kind: Kind) -> Vec<String> {
         }
         d.tick(|| format!("linearizable read after the election: {r}"));
     }
+    let abandoned = c.rt.block_on(async {
+        let mut kv = kv.clone();
+        kv.range(range("abandoned", false))
+            .await
+            .map(|r| r.into_inner().count)
+    });
+    t.push(format!(
+        "the abandoned put, read after the election: {abandoned:?} keys"
+    ));
     t
 }
 

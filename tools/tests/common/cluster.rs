@@ -417,3 +417,18 @@ pub fn etcdctl(endpoints: &str, args: &[&str]) -> (bool, String) {
     );
     (out.status.success(), text)
 }
+
+/// Runs etcdctl again while it answers "etcdserver: unhealthy cluster": as
+/// etcd does, kvik refuses membership changes until the member asked has
+/// been connected to the voters for five seconds (strict reconfiguration
+/// check), so a change right after a member (re)starts has to be retried.
+pub fn etcdctl_settled(endpoints: &str, args: &[&str]) -> (bool, String) {
+    let d = Deadline::after(CONVERGE_DEADLINE);
+    loop {
+        let (ok, text) = etcdctl(endpoints, args);
+        if ok || !text.contains("etcdserver: unhealthy cluster") {
+            return (ok, text);
+        }
+        d.tick(|| format!("etcdctl {args:?}: the cluster stayed unhealthy: {text}"));
+    }
+}

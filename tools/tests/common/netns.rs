@@ -6,12 +6,15 @@
 //! a veth pair and given its own address. The test process reaches every
 //! member through the bridge; members reach each other through it too.
 //!
-//! `isolate(i)` adds blackhole routes in member `i`'s namespace to every
-//! other member's address: nothing `i` sends reaches a peer, and no TCP
-//! connection from a peer to `i` completes, because `i`'s answers are
-//! dropped. The bridge's address stays routable, so the test can still talk
-//! to `i` as a client. `heal(i)` removes the routes. Everything is deleted
-//! on drop.
+//! `isolate(i)` adds blackhole routes both ways: in member `i`'s namespace
+//! to every other member's address, and in every other member's namespace
+//! to `i`'s. Nothing crosses between `i` and a peer in either direction,
+//! on connections old or new. The bridge's address stays routable, so the
+//! test can still talk to `i` as a client. `heal(i)` removes the routes.
+//! Everything is deleted on drop.
+//!
+//! Each `Net` takes its own /24, from the process id and a counter, so that
+//! the tests of one binary, which run in parallel, never share one.
 //!
 //! This needs iproute2's `ip` and the right to create namespaces (root, or
 //! CAP_SYS_ADMIN and CAP_NET_ADMIN); without them the test fails and says
@@ -49,11 +52,13 @@ impl Net {
     /// test, naming what is missing, if namespaces cannot be made here.
     pub fn new(n: usize) -> Net {
         assert!((1..=200).contains(&n), "1 to 200 members");
-        let r: u32 = rand::random();
+        static MADE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let made = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let pid = std::process::id();
         let mut net = Net {
-            tag: format!("{:06x}", r & 0xff_ffff),
+            tag: format!("{:04x}{:02x}", pid & 0xffff, made & 0xff),
             // 10.213.0.0/24 is left alone; any other /24 under 10.213/16.
-            subnet: 1 + (r >> 24) as u8 % 254,
+            subnet: 1 + ((pid.wrapping_mul(31).wrapping_add(made)) % 254) as u8,
             namespaces: Vec::new(),
             bridge_made: false,
         };
@@ -118,9 +123,18 @@ impl Net {
     fn routes(&self, i: usize, verb: &str) {
         for j in 0..self.namespaces.len() {
             if j != i {
-                let to = format!("{}/32", self.host(j));
-                ip(&["-n", &self.namespaces[i], "route", verb, "blackhole", &to])
+                for (from, to) in [(i, j), (j, i)] {
+                    let to = format!("{}/32", self.host(to));
+                    ip(&[
+                        "-n",
+                        &self.namespaces[from],
+                        "route",
+                        verb,
+                        "blackhole",
+                        &to,
+                    ])
                     .unwrap_or_else(|e| panic!("{e}"));
+                }
             }
         }
     }
