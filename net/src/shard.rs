@@ -1417,6 +1417,16 @@ impl<S: Storage + Clone + 'static> Shard<S> {
         if install.is_none() {
             self.apply_durable_prefix(&mut rd)?;
         }
+        // Proposals and read requests a follower forwards to the leader
+        // promise nothing about this member's disk: they leave now instead
+        // of waiting for the sync. Everything else still waits.
+        let (forwarded, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut rd.messages)
+            .into_iter()
+            .partition(|m| m.body.is_forwarded());
+        rd.messages = rest;
+        for m in forwarded {
+            self.send(m);
+        }
         let mut wal = self
             .wal
             .take()
