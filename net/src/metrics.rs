@@ -29,6 +29,12 @@ pub struct Metrics {
     pub snapshots_sent: AtomicU64,
     /// Raft snapshots this member installed from a leader.
     pub snapshots_installed: AtomicU64,
+    /// 1 while the member knows a leader, else 0.
+    pub has_leader: AtomicU64,
+    /// 1 while the member leads, else 0.
+    pub is_leader: AtomicU64,
+    /// Times the member saw a new leader since start.
+    pub leader_changes: AtomicU64,
 }
 
 pub static METRICS: Metrics = Metrics {
@@ -45,6 +51,9 @@ pub static METRICS: Metrics = Metrics {
     wal_entries_replayed: AtomicU64::new(0),
     snapshots_sent: AtomicU64::new(0),
     snapshots_installed: AtomicU64::new(0),
+    has_leader: AtomicU64::new(0),
+    is_leader: AtomicU64::new(0),
+    leader_changes: AtomicU64::new(0),
 };
 
 impl Metrics {
@@ -81,9 +90,15 @@ impl Metrics {
             g(&self.wal_entries_synced)
         );
         let _ = writeln!(s, "# TYPE etcd_server_has_leader gauge");
-        let _ = writeln!(s, "etcd_server_has_leader 1");
+        let _ = writeln!(s, "etcd_server_has_leader {}", g(&self.has_leader));
         let _ = writeln!(s, "# TYPE etcd_server_is_leader gauge");
-        let _ = writeln!(s, "etcd_server_is_leader 1");
+        let _ = writeln!(s, "etcd_server_is_leader {}", g(&self.is_leader));
+        let _ = writeln!(s, "# TYPE etcd_server_leader_changes_seen_total counter");
+        let _ = writeln!(
+            s,
+            "etcd_server_leader_changes_seen_total {}",
+            g(&self.leader_changes)
+        );
         let _ = writeln!(s, "# TYPE etcd_server_proposals_applied_total gauge");
         let _ = writeln!(
             s,
@@ -165,6 +180,13 @@ pub async fn serve(listener: compio::net::TcpListener) {
             let path = line.split(|b| *b == b' ').nth(1).unwrap_or_default();
             let (status, ctype, body) = match path {
                 b"/metrics" => ("200 OK", "text/plain; version=0.0.4", METRICS.render()),
+                // etcd's health check fails while no leader is known.
+                b"/health" | b"/readyz" if METRICS.has_leader.load(Ordering::Relaxed) == 0 => (
+                    "503 Service Unavailable",
+                    "application/json",
+                    // etcd ends this body, and only this one, with a newline.
+                    "{\"health\":\"false\",\"reason\":\"RAFT NO LEADER\"}\n".to_string(),
+                ),
                 b"/health" | b"/livez" | b"/readyz" => {
                     ("200 OK", "application/json", "{\"health\":\"true\",\"reason\":\"\"}".to_string())
                 }

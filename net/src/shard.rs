@@ -1651,9 +1651,20 @@ impl<S: Storage + Clone + 'static> Shard<S> {
     }
 
     fn publish_leader(&self) {
+        let leader = self.node.leader().unwrap_or(0);
         if let Some(l) = &self.leader_flag {
-            l.store(self.node.leader().unwrap_or(0), Ordering::Relaxed);
+            let before = l.swap(leader, Ordering::Relaxed);
+            if leader != 0 && leader != before {
+                METRICS.leader_changes.fetch_add(1, Ordering::Relaxed);
+            }
         }
+        METRICS
+            .has_leader
+            .store(u64::from(leader != 0), Ordering::Relaxed);
+        METRICS.is_leader.store(
+            u64::from(leader == self.id && leader != 0),
+            Ordering::Relaxed,
+        );
     }
 
     /// Whether `req` waits for a leader while none is known: proposals,

@@ -7,7 +7,8 @@
 //! the other live voter.
 //!
 //! Then the second follower is killed, and the survivor, once it knows no
-//! leader, is asked:
+//! leader, is asked (its `/health` and `etcd_server_has_leader` turn from
+//! healthy to "RAFT NO LEADER" and 0):
 //!
 //! - with etcd's `hasleader` metadata (clientv3's `WithRequireLeader`,
 //!   which Kubernetes puts on its watches): every call, serializable reads
@@ -30,7 +31,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::cluster::{Cluster, Deadline, CONVERGE_DEADLINE, ELECTION_DEADLINE};
+use common::cluster::{Cluster, Deadline, Member, CONVERGE_DEADLINE, ELECTION_DEADLINE};
+use common::store::{http_get, metric};
 use common::Kind;
 use net::pb::etcdserverpb as pb;
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
@@ -118,8 +120,18 @@ async fn open_watch(
     (tx, out)
 }
 
+/// `/health` and the leader gauge at a member's metrics listener.
+fn health(addr: &str, when: &str) -> String {
+    let (status, body) = http_get(addr, "/health").unwrap_or_else(|e| panic!("{e}"));
+    let has_leader = metric(addr, "etcd_server_has_leader");
+    format!("{when}: /health {status}: {body}; etcd_server_has_leader {has_leader}")
+}
+
 fn scenario(kind: Kind) -> Vec<String> {
-    let mut c = Cluster::start_with(kind, 3, &[], false);
+    let members = (1..=3)
+        .map(|i| Member::new(kind, &format!("m{i}")).with_metrics_port())
+        .collect();
+    let mut c = Cluster::start_members(kind, members, &[]);
     let leader = c.wait_leader(&[0, 1, 2]);
     let ep = c.members[leader].endpoint();
     let ch = c.rt.block_on(async {
@@ -130,6 +142,8 @@ fn scenario(kind: Kind) -> Vec<String> {
             .expect("connect to the leader")
     });
     let mut t = Vec::new();
+    let metrics = c.members[leader].metrics_addr().expect("metrics listener");
+    t.push(health(&metrics, "with a leader"));
     let kv = pb::kv_client::KvClient::new(ch.clone());
     let lease = pb::lease_client::LeaseClient::new(ch.clone());
     let lease_id = c.rt.block_on(async {
@@ -178,6 +192,8 @@ fn scenario(kind: Kind) -> Vec<String> {
         }
         d.tick(|| format!("the survivor still names a leader: {s:?}"));
     }
+
+    t.push(health(&metrics, "no leader"));
 
     // Every call that requires a leader is refused at once.
     c.rt.block_on(async {

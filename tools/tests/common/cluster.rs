@@ -30,6 +30,8 @@ pub struct Member {
     /// A second peer port the member listens on (`--listen-peer-urls`)
     /// without advertising it, for a MemberUpdate to move the member to.
     pub spare_peer_port: Option<u16>,
+    /// The port of `--listen-metrics-urls`, if the member serves metrics.
+    pub metrics_port: Option<u16>,
     /// The address the member listens on and advertises.
     pub host: String,
     /// The network namespace it runs in, if not the test's own.
@@ -52,6 +54,7 @@ impl Member {
             client_port: free_port(),
             peer_port: free_port(),
             spare_peer_port: None,
+            metrics_port: None,
             host: "127.0.0.1".to_string(),
             netns: None,
             dir: temp_dir(&tag),
@@ -65,6 +68,17 @@ impl Member {
         self.netns = Some(netns.to_string());
         self.host = host.to_string();
         self
+    }
+
+    /// Also serves `/metrics` and `/health` (`--listen-metrics-urls`).
+    pub fn with_metrics_port(mut self) -> Member {
+        self.metrics_port = Some(free_port());
+        self
+    }
+
+    /// The metrics listener's host:port, if any.
+    pub fn metrics_addr(&self) -> Option<String> {
+        self.metrics_port.map(|p| format!("{}:{p}", self.host))
     }
 
     /// Also listens on a second peer port, not advertised.
@@ -128,6 +142,12 @@ impl Member {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        if let Some(addr) = self.metrics_addr() {
+            args.extend([
+                "--listen-metrics-urls".to_string(),
+                format!("http://{addr}"),
+            ]);
+        }
         if self.kind == Kind::Kvik {
             args.extend(["--kvik-cores".to_string(), "2".to_string()]);
         }
@@ -234,7 +254,9 @@ impl Cluster {
         Cluster::start_members(kind, members, extra)
     }
 
-    fn start_members(kind: Kind, mut members: Vec<Member>, extra: &[&str]) -> Cluster {
+    /// Starts `members`, not started yet, as a new cluster; each gets
+    /// `extra` flags too.
+    pub fn start_members(kind: Kind, mut members: Vec<Member>, extra: &[&str]) -> Cluster {
         let initial: Vec<String> = members.iter().map(Member::initial_cluster_entry).collect();
         let initial = initial.join(",");
         for m in &mut members {

@@ -16,24 +16,33 @@ pub fn metrics_listener() -> (String, String) {
     (format!("http://{addr}"), addr)
 }
 
-/// The body of `GET /metrics` at `addr` (host:port).
-pub fn scrape(addr: &str) -> Result<String, String> {
+/// `GET path` at `addr` (host:port): the status line and the body.
+pub fn http_get(addr: &str, path: &str) -> Result<(String, String), String> {
     let mut s = std::net::TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))
         .map_err(|e| e.to_string())?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: kvik\r\nConnection: close\r\n\r\n")
-        .map_err(|e| format!("GET /metrics from {addr}: {e}"))?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: kvik\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .map_err(|e| format!("GET {path} from {addr}: {e}"))?;
     let mut resp = Vec::new();
     s.read_to_end(&mut resp)
-        .map_err(|e| format!("GET /metrics from {addr}: {e}"))?;
+        .map_err(|e| format!("GET {path} from {addr}: {e}"))?;
     let text = String::from_utf8_lossy(&resp).into_owned();
     let (head, body) = text
         .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("GET /metrics from {addr}: no header end in {text:?}"))?;
-    if !head.starts_with("HTTP/1.1 200") {
-        return Err(format!("GET /metrics from {addr}: {head}"));
+        .ok_or_else(|| format!("GET {path} from {addr}: no header end in {text:?}"))?;
+    let status = head.lines().next().unwrap_or_default().to_string();
+    Ok((status, body.to_string()))
+}
+
+/// The body of `GET /metrics` at `addr` (host:port).
+pub fn scrape(addr: &str) -> Result<String, String> {
+    let (status, body) = http_get(addr, "/metrics")?;
+    if !status.starts_with("HTTP/1.1 200") {
+        return Err(format!("GET /metrics from {addr}: {status}"));
     }
-    Ok(body.to_string())
+    Ok(body)
 }
 
 /// The value of the unlabelled sample `name` in a Prometheus text body.
