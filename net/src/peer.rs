@@ -261,6 +261,8 @@ enum ConnError {
     /// The peer closed the connection where a frame was required.
     Closed,
     Timeout(&'static str),
+    /// Writing or mapping a received snapshot's spool file failed.
+    Spool(std::io::Error),
 }
 
 impl From<FrameError> for ConnError {
@@ -276,6 +278,7 @@ impl std::fmt::Display for ConnError {
             ConnError::Frame(e) => write!(f, "{e}"),
             ConnError::Closed => f.write_str("connection closed"),
             ConnError::Timeout(what) => write!(f, "timed out {what}"),
+            ConnError::Spool(e) => write!(f, "snapshot spool: {e}"),
         }
     }
 }
@@ -404,9 +407,78 @@ pub enum Incoming {
     Snapshot {
         from: u64,
         group: u64,
-        data: Vec<u8>,
+        data: SnapshotBytes,
     },
 }
+
+/// A received snapshot's bytes: spooled to a file in the transport's spool
+/// directory and mapped read-only (the file is removed when this is
+/// dropped), or held in memory by a transport that has no spool directory.
+pub struct SnapshotBytes(SnapshotStore);
+
+enum SnapshotStore {
+    Memory(Vec<u8>),
+    Spooled {
+        map: memmap2::Mmap,
+        path: std::path::PathBuf,
+    },
+}
+
+impl std::ops::Deref for SnapshotBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match &self.0 {
+            SnapshotStore::Memory(v) => v,
+            SnapshotStore::Spooled { map, .. } => map,
+        }
+    }
+}
+
+impl From<Vec<u8>> for SnapshotBytes {
+    fn from(v: Vec<u8>) -> Self {
+        SnapshotBytes(SnapshotStore::Memory(v))
+    }
+}
+
+impl SnapshotBytes {
+    /// Whether the bytes live in a spool file, not in memory.
+    pub fn is_spooled(&self) -> bool {
+        matches!(self.0, SnapshotStore::Spooled { .. })
+    }
+}
+
+impl Drop for SnapshotBytes {
+    fn drop(&mut self) {
+        if let SnapshotStore::Spooled { path, .. } = &self.0 {
+            if let Err(e) = std::fs::remove_file(path) {
+                tracing::warn!("removing the snapshot spool file {}: {e}", path.display());
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for SnapshotBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "SnapshotBytes({} bytes{})",
+            self.len(),
+            if self.is_spooled() { ", spooled" } else { "" }
+        )
+    }
+}
+
+impl PartialEq for SnapshotBytes {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for SnapshotBytes {}
+
+/// Names of spool files: `<prefix><sequence>`.
+pub const SNAPSHOT_SPOOL_PREFIX: &str = "snapshot-spool-";
 
 /// The receiving end: await `recv()` on a compio task, or `try_recv()`.
 pub type Inbox = mpsc::Receiver<Incoming>;
@@ -574,6 +646,9 @@ pub struct TransportConfig {
     pub peer_queue_messages_max: usize,
     pub inbox_messages_max: usize,
     pub force_epoll: bool,
+    /// Where received snapshots are written as they arrive (emptied of
+    /// earlier spool files at start). `None` assembles them in memory.
+    pub snapshot_spool_dir: Option<std::path::PathBuf>,
 }
 
 impl TransportConfig {
@@ -586,6 +661,7 @@ impl TransportConfig {
             peer_queue_messages_max: PEER_QUEUE_MESSAGES_MAX,
             inbox_messages_max: INBOX_MESSAGES_MAX,
             force_epoll: false,
+            snapshot_spool_dir: None,
         }
     }
 }
@@ -689,6 +765,8 @@ enum Control {
 struct Ctx {
     shared: Arc<Shared>,
     inbox: mpsc::Sender<Incoming>,
+    /// See [`TransportConfig::snapshot_spool_dir`].
+    spool_dir: Option<std::path::PathBuf>,
 }
 
 impl Shared {
@@ -740,6 +818,9 @@ impl PeerTransport {
     pub fn start(config: TransportConfig) -> std::io::Result<(PeerTransport, Inbox)> {
         assert!(config.peer_queue_messages_max >= 1, "peer queue capacity");
         assert!(config.inbox_messages_max >= 1, "inbox capacity");
+        if let Some(dir) = &config.snapshot_spool_dir {
+            clear_spool(dir)?;
+        }
         let invalid = |e: PeerError| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
         let mut listeners = Vec::new();
         let mut local_addrs = Vec::new();
@@ -791,6 +872,7 @@ impl PeerTransport {
                     Ctx {
                         shared,
                         inbox: inbox_tx,
+                        spool_dir: config.snapshot_spool_dir.clone(),
                     },
                     listeners,
                     control_rx,
@@ -1524,9 +1606,123 @@ async fn serve_conn(ctx: Rc<Ctx>, stream: TcpStream, addr: SocketAddr) {
 /// A snapshot being received on one connection.
 struct Assembly {
     group: u64,
-    data: Vec<u8>,
-    /// crc32c of `data`, kept up as chunks arrive.
+    sink: Sink,
+    /// Bytes received so far.
+    len: u64,
+    /// crc32c of the bytes, kept up as chunks arrive.
     crc: u32,
+}
+
+/// Where an assembling snapshot's bytes go.
+enum Sink {
+    Memory(Vec<u8>),
+    File {
+        file: compio::fs::File,
+        path: std::path::PathBuf,
+    },
+}
+
+/// Spool files of a process that stopped mid-transfer are garbage. The
+/// directory itself is made at the first snapshot received.
+fn clear_spool(dir: &std::path::Path) -> std::io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(SNAPSHOT_SPOOL_PREFIX)
+        {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+impl Assembly {
+    async fn start(ctx: &Ctx, group: u64) -> std::io::Result<Assembly> {
+        static SPOOLED: AtomicU64 = AtomicU64::new(0);
+        let sink = match &ctx.spool_dir {
+            None => Sink::Memory(Vec::new()),
+            Some(dir) => {
+                let n = SPOOLED.fetch_add(1, Ordering::Relaxed);
+                let path = dir.join(format!("{SNAPSHOT_SPOOL_PREFIX}{n}"));
+                std::fs::create_dir_all(dir)?;
+                let file = compio::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(true)
+                    .write(true)
+                    .open(&path)
+                    .await?;
+                Sink::File { file, path }
+            }
+        };
+        Ok(Assembly {
+            group,
+            sink,
+            len: 0,
+            crc: 0,
+        })
+    }
+
+    async fn append(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        match &mut self.sink {
+            Sink::Memory(v) => v.extend_from_slice(chunk),
+            Sink::File { file, .. } => {
+                use compio::io::AsyncWriteAtExt;
+                let BufResult(res, _) = file.write_all_at(chunk.to_vec(), self.len).await;
+                res?;
+            }
+        }
+        self.len += chunk.len() as u64;
+        self.crc = crc32c::crc32c_append(self.crc, chunk);
+        Ok(())
+    }
+
+    /// The bytes, complete. A spool file needs no fsync: a crash leaves
+    /// garbage the next start removes, and the install writes its own
+    /// durable copies.
+    fn finish(mut self) -> std::io::Result<SnapshotBytes> {
+        match std::mem::replace(&mut self.sink, Sink::Memory(Vec::new())) {
+            Sink::Memory(v) => Ok(v.into()),
+            Sink::File { file, path } if self.len == 0 => {
+                // An empty file cannot be mapped.
+                drop(file);
+                let _ = std::fs::remove_file(&path);
+                Ok(Vec::new().into())
+            }
+            Sink::File { file, path } => {
+                drop(file);
+                let bytes = (|| {
+                    let f = std::fs::File::open(&path)?;
+                    // SAFETY: the spool file is this transport's own; nothing
+                    // else writes it while it is mapped.
+                    let map = unsafe { memmap2::Mmap::map(&f)? };
+                    Ok(SnapshotBytes(SnapshotStore::Spooled {
+                        map,
+                        path: path.clone(),
+                    }))
+                })();
+                if bytes.is_err() {
+                    let _ = std::fs::remove_file(&path);
+                }
+                bytes
+            }
+        }
+    }
+}
+
+/// A transfer that will not complete leaves no spool file behind.
+impl Drop for Assembly {
+    fn drop(&mut self) {
+        if let Sink::File { path, .. } = &self.sink {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 async fn receive_frames(
@@ -1557,32 +1753,35 @@ async fn receive_frames(
                 }
             }
             FrameKind::SnapshotChunk => {
-                let a = snapshot.get_or_insert_with(|| Assembly {
-                    group: frame.group,
-                    data: Vec::new(),
-                    crc: 0,
-                });
+                if snapshot.is_none() {
+                    snapshot = Some(
+                        Assembly::start(ctx, frame.group)
+                            .await
+                            .map_err(ConnError::Spool)?,
+                    );
+                }
+                let a = snapshot.as_mut().expect("just started");
                 if a.group != frame.group {
                     return Err(FrameError::BadSnapshot("group changed mid-snapshot").into());
                 }
-                if (a.data.len() + frame.payload.len()) as u64 > SNAPSHOT_BYTES_MAX {
+                if a.len + frame.payload.len() as u64 > SNAPSHOT_BYTES_MAX {
                     return Err(FrameError::BadSnapshot("too large").into());
                 }
-                a.data.extend_from_slice(frame.payload);
-                a.crc = crc32c::crc32c_append(a.crc, frame.payload);
+                a.append(frame.payload).await.map_err(ConnError::Spool)?;
             }
             FrameKind::SnapshotEnd => {
-                let a = snapshot.take().unwrap_or(Assembly {
-                    group: frame.group,
-                    data: Vec::new(),
-                    crc: 0,
-                });
+                let a = match snapshot.take() {
+                    Some(a) => a,
+                    None => Assembly::start(ctx, frame.group)
+                        .await
+                        .map_err(ConnError::Spool)?,
+                };
                 if frame.payload.len() != 12 || a.group != frame.group {
                     return Err(FrameError::BadSnapshot("malformed end").into());
                 }
                 let total = u64::from_le_bytes(frame.payload[..8].try_into().expect("8 bytes"));
                 let crc = u32::from_le_bytes(frame.payload[8..].try_into().expect("4 bytes"));
-                if total != a.data.len() as u64 || crc != a.crc {
+                if total != a.len || crc != a.crc {
                     let _ = write_frame(
                         stream,
                         FrameKind::SnapshotAck,
@@ -1596,7 +1795,7 @@ async fn receive_frames(
                 let snap = Incoming::Snapshot {
                     from,
                     group,
-                    data: a.data,
+                    data: a.finish().map_err(ConnError::Spool)?,
                 };
                 let verdict: &[u8] =
                     match compio::time::timeout(SNAPSHOT_DELIVER_TIMEOUT, ctx.inbox.send(snap))

@@ -95,6 +95,9 @@ pub fn run(
             crate::peer::TransportConfig::new(identity.member_id, identity.cluster_id, Vec::new());
         tc.listen = config.listen_peer.clone();
         tc.force_epoll = config.force_epoll;
+        // Received snapshots go to disk as they arrive, never whole into
+        // memory.
+        tc.snapshot_spool_dir = Some(config.data_dir.join(SNAPSHOT_SPOOL_DIR));
         // A peer port held by a process that just died is released
         // asynchronously (as a client port is), and a short-lived outgoing
         // connection may hold it as its local port for a moment: retry.
@@ -559,6 +562,9 @@ impl hyper::service::Service<Request<Incoming>> for Router {
         }
     }
 }
+
+/// The data directory's folder for snapshots being received.
+pub const SNAPSHOT_SPOOL_DIR: &str = "snapshot-spool";
 
 /// The metadata key and value of etcd's clientv3 `WithRequireLeader`.
 pub const REQUIRE_LEADER_KEY: &str = "hasleader";

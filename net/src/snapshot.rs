@@ -43,6 +43,7 @@ use engine::Mvcc;
 use raftlog::raft::{self, MessageBody, SnapshotMeta};
 use raftlog::{Storage, Wal};
 
+use crate::peer::SnapshotBytes;
 use crate::raftstate;
 use crate::wire::{Reader, WireError};
 
@@ -59,7 +60,9 @@ pub struct Received {
     pub manifest: Manifest,
     /// Each segment's id (as the leader named it) and its bytes in `data`.
     pub segments: Vec<(u64, Range<usize>)>,
-    pub data: Vec<u8>,
+    /// The whole stream as received (spooled to a file and mapped, or in
+    /// memory).
+    pub data: SnapshotBytes,
 }
 
 impl Received {
@@ -113,7 +116,7 @@ fn need<T>(r: Result<T, WireError>, what: &str) -> Result<T, String> {
 }
 
 /// Checks a received snapshot's structure (see the module docs).
-pub fn parse(data: Vec<u8>) -> Result<Received, String> {
+pub fn parse(data: SnapshotBytes) -> Result<Received, String> {
     let mut r = Reader::new(&data);
     if need(r.take(8), "the magic")? != MAGIC {
         return Err("not a kvik snapshot (bad magic)".into());
@@ -233,7 +236,7 @@ mod tests {
         let total = stream_bytes(&msg, &manifest, &segs);
         let data: Vec<u8> = pieces(&msg, &manifest, segs.clone()).flatten().collect();
         assert_eq!(data.len() as u64, total);
-        let got = parse(data).unwrap();
+        let got = parse(data.into()).unwrap();
         assert_eq!(got.meta.index, 42);
         assert_eq!(got.manifest, manifest);
         for ((id, r), seg) in got.segments.iter().zip(&segs) {
@@ -247,20 +250,20 @@ mod tests {
         let (msg, manifest, segs) = fixture();
         let data: Vec<u8> = pieces(&msg, &manifest, segs.clone()).flatten().collect();
         for cut in 0..data.len() {
-            assert!(parse(data[..cut].to_vec()).is_err(), "cut at {cut}");
+            assert!(parse(data[..cut].to_vec().into()).is_err(), "cut at {cut}");
         }
         let mut longer = data.clone();
         longer.push(0);
-        assert!(parse(longer).is_err());
+        assert!(parse(longer.into()).is_err());
         let mut other = manifest.clone();
         other.applied_index = 41;
         let data: Vec<u8> = pieces(&msg, &other, segs.clone()).flatten().collect();
-        let err = parse(data).err().expect("refused");
+        let err = parse(data.into()).err().expect("refused");
         assert!(err.contains("covers entry 41"), "{err}");
         let mut other = manifest.clone();
         other.segments = vec![5, 6];
         let data: Vec<u8> = pieces(&msg, &other, segs).flatten().collect();
-        assert!(parse(data).is_err());
+        assert!(parse(data.into()).is_err());
     }
 
     #[test]
@@ -280,9 +283,9 @@ mod tests {
                 let i = (next() as usize) % b.len();
                 b[i] = next() as u8;
             }
-            let _ = parse(b);
+            let _ = parse(b.into());
             let n = (next() % 64) as usize;
-            let _ = parse((0..n).map(|_| next() as u8).collect());
+            let _ = parse((0..n).map(|_| next() as u8).collect::<Vec<u8>>().into());
         }
     }
 }

@@ -400,9 +400,22 @@ fn bad_frames_close_only_their_connection() {
 fn snapshot_streams_while_messages_flow() {
     const SNAPSHOT_BYTES: usize = 12 << 20;
     const N: u64 = 3_000;
+    // The receiver spools snapshots to files; a file left by an earlier
+    // process is removed when it starts.
+    let spool =
+        std::env::temp_dir().join(format!("kvik-peer-spool-{:016x}", rand::random::<u64>()));
+    std::fs::create_dir_all(&spool).unwrap();
+    std::fs::write(
+        spool.join(format!("{}7", net::peer::SNAPSHOT_SPOOL_PREFIX)),
+        b"stale",
+    )
+    .unwrap();
+    let spooled = || std::fs::read_dir(&spool).unwrap().count();
     let (b, mut b_inbox) = start_with(2, CLUSTER, vec![], None, |c| {
         c.inbox_messages_max = N as usize + 16;
+        c.snapshot_spool_dir = Some(spool.clone());
     });
+    assert_eq!(spooled(), 0, "the stale spool file was removed at start");
     let (a, _a_inbox) = start(1, vec![(2, vec![url(b.local_addrs()[0])])]);
     // Pseudo-random data in uneven pieces.
     let mut x: u64 = 0x9e37_79b9;
@@ -444,7 +457,12 @@ fn snapshot_streams_while_messages_flow() {
     );
     let (from, group, got) = snapshot.unwrap();
     assert_eq!((from, group), (1, 9));
-    assert!(got == data, "snapshot differs");
+    assert!(*got == *data, "snapshot differs");
+    assert!(got.is_spooled(), "{got:?}");
+    assert_eq!(spooled(), 1, "one spool file while the snapshot is held");
+    drop(got);
+    assert_eq!(spooled(), 0, "the spool file goes with the snapshot");
+    std::fs::remove_dir_all(&spool).unwrap();
     assert_in_order(&msgs, 1, 0..N);
     let s = a.peer_stats(2).unwrap();
     assert_eq!((s.snapshots_sent, s.snapshots_failed), (1, 0));
@@ -523,7 +541,14 @@ fn snapshot_end(total: usize, crc: u32) -> Vec<u8> {
 
 #[test]
 fn damaged_snapshots_are_refused() {
-    let (b, mut b_inbox) = start(2, vec![]);
+    // Spooled to files, so that a refused or cut-off transfer is seen to
+    // leave none behind.
+    let spool =
+        std::env::temp_dir().join(format!("kvik-peer-spool-{:016x}", rand::random::<u64>()));
+    let spooled = || std::fs::read_dir(&spool).map_or(0, |d| d.count());
+    let (b, mut b_inbox) = start_with(2, CLUSTER, vec![], None, |c| {
+        c.snapshot_spool_dir = Some(spool.clone());
+    });
     let b_addr = b.local_addrs()[0];
     let data: &[u8] = b"snapshot bytes";
     let crc = crc32c::crc32c(data);
@@ -549,7 +574,7 @@ fn damaged_snapshots_are_refused() {
         Incoming::Snapshot {
             from: 7,
             group: 4,
-            data: data.to_vec()
+            data: data.to_vec().into()
         }
     );
 
@@ -578,6 +603,17 @@ fn damaged_snapshots_are_refused() {
     }
     assert_eq!(b.stats().snapshots_received, 1);
     poll_until("both refusals counted", || b.stats().bad_frames == 2);
+
+    // A transfer cut off mid-way leaves no spool file either.
+    let mut cut = raw_handshake(b_addr, 7, 2);
+    cut.write_all(&frame(FrameKind::SnapshotChunk, 4, data))
+        .unwrap();
+    poll_until("the cut-off transfer's spool file", || spooled() == 1);
+    drop(cut);
+    poll_until("the cut-off transfer's spool file removed", || {
+        spooled() == 0
+    });
+    let _ = std::fs::remove_dir_all(&spool);
 }
 
 /// A listener that completes every handshake with the hello `answer`
@@ -713,7 +749,7 @@ fn epoll_backend_carries_messages_and_snapshots() {
         Incoming::Snapshot {
             from: 1,
             group: 4,
-            data
+            data: data.into()
         }
     );
     let mut r = None;

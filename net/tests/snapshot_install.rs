@@ -104,7 +104,7 @@ fn leader_snapshot(leader: &SimDisk) -> (Received, State) {
     )
     .flatten()
     .collect();
-    let received = snapshot::parse(bytes).expect("parse");
+    let received = snapshot::parse(bytes.into()).expect("parse");
     let r = mvcc
         .range(&RangeRequest {
             key: vec![0],

@@ -136,6 +136,19 @@ fn a_member_behind_the_retained_log_catches_up_by_snapshot() {
         "the member caught up without installing a snapshot:\n{}",
         c.logs()
     );
+    // The snapshot was received into the data directory's spool, not into
+    // memory, and its spool file went once it was installed.
+    let spool = c.members[lagging].dir.join("data").join("snapshot-spool");
+    let deadline = Deadline::after(CONVERGE_DEADLINE);
+    loop {
+        let left = std::fs::read_dir(&spool)
+            .unwrap_or_else(|e| panic!("{}: {e}: the snapshot was not spooled", spool.display()))
+            .count();
+        if left == 0 {
+            break;
+        }
+        deadline.tick(|| format!("{left} spool files left in {}", spool.display()));
+    }
 
     // Every member holds the same data at the same revision.
     let revision = local_view(&c, leader).unwrap().1;
