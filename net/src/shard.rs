@@ -1010,14 +1010,15 @@ impl<S: Storage + Clone + 'static> Shard<S> {
                     .unwrap_or_default(),
             });
             cfg.applied = index;
+            // The WAL's entries before the checkpoint (the tail it keeps
+            // for lagging members) go back into the log too, so a member a
+            // little behind catches up from the log after a restart, not
+            // by snapshot.
             let start = Start::Restart {
                 hard_state: hs,
                 conf: conf.clone(),
                 snapshot,
-                entries: entries
-                    .into_iter()
-                    .filter(|e| e.index > checkpointed_index)
-                    .collect(),
+                entries,
             };
             (start, hs_seq, durable_hs, index, applied_term, replayed)
         };

@@ -167,3 +167,53 @@ fn a_member_behind_the_retained_log_catches_up_by_snapshot() {
     c.members[lagging].spawn();
     wait_caught_up(&mut c, lagging, leader, WRITES_WHILE_DOWN as i64 + 1);
 }
+
+/// A member a little behind, within `--snapshot-catchup-entries` of the
+/// checkpoints, catches up from the log even after every other member
+/// restarted from its checkpoint: a restart keeps the WAL's tail before the
+/// checkpoint in the log. No snapshot is sent or installed.
+#[test]
+fn after_a_restart_a_member_within_the_tail_catches_up_from_the_log() {
+    const WRITES: usize = 120;
+    let mut c = Cluster::start(
+        3,
+        &[
+            "--snapshot-count",
+            "50",
+            "--snapshot-catchup-entries",
+            "1000",
+        ],
+    );
+    let leader = c.wait_leader(&[0, 1, 2]);
+    let lagging = (leader + 1) % 3;
+    let others: Vec<usize> = (0..3).filter(|&i| i != lagging).collect();
+    put(&c, leader, "k/0", "before");
+    wait_caught_up(&mut c, lagging, leader, 1);
+    c.members[lagging].kill9();
+    for i in 1..=WRITES {
+        put(&c, leader, &format!("k/{i}"), "while down");
+    }
+    // Both live members checkpointed past the lagging one's log...
+    for &i in &others {
+        let deadline = Deadline::after(CONVERGE_DEADLINE);
+        while !c.members[i].log().contains("checkpoint at entry") {
+            deadline.tick(|| format!("member {i} never checkpointed:\n{}", c.logs()));
+        }
+    }
+    // ... and restart from those checkpoints.
+    for &i in &others {
+        c.members[i].kill9();
+    }
+    for &i in &others {
+        c.members[i].spawn();
+    }
+    let leader = c.wait_leader(&others);
+    c.members[lagging].spawn();
+    wait_caught_up(&mut c, lagging, leader, WRITES as i64 + 1);
+    let logs = c.logs();
+    assert!(
+        !logs.contains("sent the snapshot at entry")
+            && !logs.contains("installed the snapshot at entry"),
+        "the member caught up by snapshot, not from the log:\n{logs}"
+    );
+}

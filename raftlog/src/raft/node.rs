@@ -55,8 +55,10 @@ pub enum Start {
         conf: ConfState,
         /// The latest state snapshot, if any.
         snapshot: Option<SnapshotMeta>,
-        /// The persisted log entries (those at or below the snapshot index
-        /// are skipped).
+        /// The persisted log entries. Entries at or below the snapshot
+        /// index are kept as a tail for lagging followers when they run
+        /// contiguously up to it (the first of them only anchors the log:
+        /// its index and term); otherwise they are skipped.
         entries: Vec<Entry>,
     },
     /// A member added to a running group: empty log, no configuration. It
@@ -296,18 +298,36 @@ impl RawNode {
         if !conf.is_well_formed() {
             return Err(StartError::BadRestart("configuration not well formed"));
         }
-        let (off, off_term) = snapshot.as_ref().map_or((0, 0), |s| (s.index, s.term));
+        let (snap, snap_term) = snapshot.as_ref().map_or((0, 0), |s| (s.index, s.term));
+        if entries
+            .iter()
+            .any(|e| e.index == snap && e.term != snap_term)
+        {
+            return Err(StartError::BadRestart(
+                "entry at the snapshot index has another term",
+            ));
+        }
+        // Entries before the snapshot that run contiguously up to it stay
+        // in the log, as the tail `snapshot_created` keeps at run time.
+        let tail = entries.first().is_some_and(|first| {
+            first.index < snap
+                && entries
+                    .iter()
+                    .take_while(|e| e.index <= snap)
+                    .enumerate()
+                    .all(|(i, e)| e.index == first.index + i as u64)
+                && entries.iter().any(|e| e.index == snap)
+        });
+        let (off, off_term) = match entries.first() {
+            Some(first) if tail => (first.index, first.term),
+            _ => (snap, snap_term),
+        };
         let mut log = RaftLog::new(off, off_term);
         log.snapshot = snapshot;
         let mut ents = Vec::with_capacity(entries.len());
         let mut last = (off, off_term);
         for e in entries {
             if e.index <= off {
-                if e.index == off && e.term != off_term {
-                    return Err(StartError::BadRestart(
-                        "entry at the snapshot index has another term",
-                    ));
-                }
                 continue;
             }
             if e.index != last.0 + 1 {
@@ -327,13 +347,14 @@ impl RawNode {
         if hs.term < log.last_term() {
             return Err(StartError::BadRestart("term below the last entry's term"));
         }
-        log.commit_to(hs.commit);
+        // Everything the snapshot covers is committed.
+        log.commit_to(hs.commit.max(snap));
         let applied = if self.cfg.applied == 0 {
-            off
+            snap
         } else {
             self.cfg.applied
         };
-        if applied < off || applied > log.committed {
+        if applied < snap || applied > log.committed {
             return Err(StartError::BadRestart(
                 "applied index outside snapshot..=commit",
             ));
