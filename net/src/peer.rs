@@ -412,16 +412,14 @@ pub enum Incoming {
 }
 
 /// A received snapshot's bytes: spooled to a file in the transport's spool
-/// directory and mapped read-only (the file is removed when this is
-/// dropped), or held in memory by a transport that has no spool directory.
+/// directory and mapped read-only (the file is unlinked once mapped, so it
+/// goes with the map on every path), or held in memory by a transport that
+/// has no spool directory.
 pub struct SnapshotBytes(SnapshotStore);
 
 enum SnapshotStore {
     Memory(Vec<u8>),
-    Spooled {
-        map: memmap2::Mmap,
-        path: std::path::PathBuf,
-    },
+    Spooled(memmap2::Mmap),
 }
 
 impl std::ops::Deref for SnapshotBytes {
@@ -430,7 +428,7 @@ impl std::ops::Deref for SnapshotBytes {
     fn deref(&self) -> &[u8] {
         match &self.0 {
             SnapshotStore::Memory(v) => v,
-            SnapshotStore::Spooled { map, .. } => map,
+            SnapshotStore::Spooled(map) => map,
         }
     }
 }
@@ -444,17 +442,7 @@ impl From<Vec<u8>> for SnapshotBytes {
 impl SnapshotBytes {
     /// Whether the bytes live in a spool file, not in memory.
     pub fn is_spooled(&self) -> bool {
-        matches!(self.0, SnapshotStore::Spooled { .. })
-    }
-}
-
-impl Drop for SnapshotBytes {
-    fn drop(&mut self) {
-        if let SnapshotStore::Spooled { path, .. } = &self.0 {
-            if let Err(e) = std::fs::remove_file(path) {
-                tracing::warn!("removing the snapshot spool file {}: {e}", path.display());
-            }
-        }
+        matches!(self.0, SnapshotStore::Spooled(_))
     }
 }
 
@@ -477,8 +465,12 @@ impl PartialEq for SnapshotBytes {
 
 impl Eq for SnapshotBytes {}
 
-/// Names of spool files: `<prefix><sequence>`.
+/// Names of spool files: `<prefix><process id>-<sequence>`.
 pub const SNAPSHOT_SPOOL_PREFIX: &str = "snapshot-spool-";
+/// Free space a spool leaves on its filesystem beyond twice what it holds
+/// (the spool, then the installed copy of it), in bytes. A transfer that
+/// would eat into it is refused; the leader tries again later.
+pub const SPOOL_FREE_RESERVE_BYTES: u64 = 64 << 20;
 
 /// The receiving end: await `recv()` on a compio task, or `try_recv()`.
 pub type Inbox = mpsc::Receiver<Incoming>;
@@ -649,6 +641,8 @@ pub struct TransportConfig {
     /// Where received snapshots are written as they arrive (emptied of
     /// earlier spool files at start). `None` assembles them in memory.
     pub snapshot_spool_dir: Option<std::path::PathBuf>,
+    /// See [`SPOOL_FREE_RESERVE_BYTES`].
+    pub spool_free_reserve_bytes: u64,
 }
 
 impl TransportConfig {
@@ -662,6 +656,7 @@ impl TransportConfig {
             inbox_messages_max: INBOX_MESSAGES_MAX,
             force_epoll: false,
             snapshot_spool_dir: None,
+            spool_free_reserve_bytes: SPOOL_FREE_RESERVE_BYTES,
         }
     }
 }
@@ -767,6 +762,7 @@ struct Ctx {
     inbox: mpsc::Sender<Incoming>,
     /// See [`TransportConfig::snapshot_spool_dir`].
     spool_dir: Option<std::path::PathBuf>,
+    spool_free_reserve_bytes: u64,
 }
 
 impl Shared {
@@ -818,9 +814,6 @@ impl PeerTransport {
     pub fn start(config: TransportConfig) -> std::io::Result<(PeerTransport, Inbox)> {
         assert!(config.peer_queue_messages_max >= 1, "peer queue capacity");
         assert!(config.inbox_messages_max >= 1, "inbox capacity");
-        if let Some(dir) = &config.snapshot_spool_dir {
-            clear_spool(dir)?;
-        }
         let invalid = |e: PeerError| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
         let mut listeners = Vec::new();
         let mut local_addrs = Vec::new();
@@ -873,6 +866,7 @@ impl PeerTransport {
                         shared,
                         inbox: inbox_tx,
                         spool_dir: config.snapshot_spool_dir.clone(),
+                        spool_free_reserve_bytes: config.spool_free_reserve_bytes,
                     },
                     listeners,
                     control_rx,
@@ -1619,12 +1613,17 @@ enum Sink {
     File {
         file: compio::fs::File,
         path: std::path::PathBuf,
+        /// Free space to leave, beyond twice what is spooled.
+        reserve: u64,
     },
 }
 
-/// Spool files of a process that stopped mid-transfer are garbage. The
-/// directory itself is made at the first snapshot received.
-fn clear_spool(dir: &std::path::Path) -> std::io::Result<()> {
+/// Removes the spool files other processes left in `dir` (a process that
+/// stopped mid-transfer); this process's own are kept. Call it while
+/// holding the data directory's lock. The directory itself is made at the
+/// first snapshot received.
+pub fn clear_spool(dir: &std::path::Path) -> std::io::Result<()> {
+    let own = format!("{SNAPSHOT_SPOOL_PREFIX}{}-", std::process::id());
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -1632,11 +1631,8 @@ fn clear_spool(dir: &std::path::Path) -> std::io::Result<()> {
     };
     for entry in entries {
         let entry = entry?;
-        if entry
-            .file_name()
-            .to_string_lossy()
-            .starts_with(SNAPSHOT_SPOOL_PREFIX)
-        {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(SNAPSHOT_SPOOL_PREFIX) && !name.starts_with(&own) {
             std::fs::remove_file(entry.path())?;
         }
     }
@@ -1650,7 +1646,7 @@ impl Assembly {
             None => Sink::Memory(Vec::new()),
             Some(dir) => {
                 let n = SPOOLED.fetch_add(1, Ordering::Relaxed);
-                let path = dir.join(format!("{SNAPSHOT_SPOOL_PREFIX}{n}"));
+                let path = dir.join(format!("{SNAPSHOT_SPOOL_PREFIX}{}-{n}", std::process::id()));
                 std::fs::create_dir_all(dir)?;
                 let file = compio::fs::OpenOptions::new()
                     .create(true)
@@ -1658,7 +1654,11 @@ impl Assembly {
                     .write(true)
                     .open(&path)
                     .await?;
-                Sink::File { file, path }
+                Sink::File {
+                    file,
+                    path,
+                    reserve: ctx.spool_free_reserve_bytes,
+                }
             }
         };
         Ok(Assembly {
@@ -1672,8 +1672,27 @@ impl Assembly {
     async fn append(&mut self, chunk: &[u8]) -> std::io::Result<()> {
         match &mut self.sink {
             Sink::Memory(v) => v.extend_from_slice(chunk),
-            Sink::File { file, .. } => {
+            Sink::File {
+                file,
+                path,
+                reserve,
+            } => {
                 use compio::io::AsyncWriteAtExt;
+                let held = self.len + chunk.len() as u64;
+                let free = free_bytes(path.parent().unwrap_or(path))?;
+                if free
+                    < held
+                        .saturating_add(chunk.len() as u64)
+                        .saturating_add(*reserve)
+                {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::StorageFull,
+                        format!(
+                            "{free} bytes free: not enough to spool and install a snapshot \
+                             of {held} bytes and more"
+                        ),
+                    ));
+                }
                 let BufResult(res, _) = file.write_all_at(chunk.to_vec(), self.len).await;
                 res?;
             }
@@ -1689,31 +1708,40 @@ impl Assembly {
     fn finish(mut self) -> std::io::Result<SnapshotBytes> {
         match std::mem::replace(&mut self.sink, Sink::Memory(Vec::new())) {
             Sink::Memory(v) => Ok(v.into()),
-            Sink::File { file, path } if self.len == 0 => {
+            Sink::File { file, path, .. } if self.len == 0 => {
                 // An empty file cannot be mapped.
                 drop(file);
                 let _ = std::fs::remove_file(&path);
                 Ok(Vec::new().into())
             }
-            Sink::File { file, path } => {
+            Sink::File { file, path, .. } => {
                 drop(file);
                 let bytes = (|| {
                     let f = std::fs::File::open(&path)?;
                     // SAFETY: the spool file is this transport's own; nothing
                     // else writes it while it is mapped.
                     let map = unsafe { memmap2::Mmap::map(&f)? };
-                    Ok(SnapshotBytes(SnapshotStore::Spooled {
-                        map,
-                        path: path.clone(),
-                    }))
+                    Ok(SnapshotBytes(SnapshotStore::Spooled(map)))
                 })();
-                if bytes.is_err() {
-                    let _ = std::fs::remove_file(&path);
-                }
+                // The map keeps the data; the name is no longer needed.
+                let _ = std::fs::remove_file(&path);
                 bytes
             }
         }
     }
+}
+
+/// Bytes available to unprivileged writers on the filesystem of `dir`.
+fn free_bytes(dir: &std::path::Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: `c` is a valid C string and `st` a plain struct statvfs fills.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }
 
 /// A transfer that will not complete leaves no spool file behind.

@@ -180,6 +180,9 @@ pub fn run(
         }
     };
     let data_dir = DataDir::open(&config.data_dir, fresh).map_err(|e| e.to_string())?;
+    // Spool files a stopped process left, removed under the lock.
+    crate::peer::clear_spool(&config.data_dir.join(SNAPSHOT_SPOOL_DIR))
+        .map_err(|e| format!("clearing {SNAPSHOT_SPOOL_DIR}: {e}"))?;
     let identity = data_dir.identity();
     tracing::info!(
         "member {:x} of cluster {:x}",

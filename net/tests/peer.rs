@@ -400,22 +400,23 @@ fn bad_frames_close_only_their_connection() {
 fn snapshot_streams_while_messages_flow() {
     const SNAPSHOT_BYTES: usize = 12 << 20;
     const N: u64 = 3_000;
-    // The receiver spools snapshots to files; a file left by an earlier
-    // process is removed when it starts.
+    // The receiver spools snapshots to files; clear_spool removes a file
+    // another (stopped) process left, and keeps this process's own.
     let spool =
         std::env::temp_dir().join(format!("kvik-peer-spool-{:016x}", rand::random::<u64>()));
     std::fs::create_dir_all(&spool).unwrap();
-    std::fs::write(
-        spool.join(format!("{}7", net::peer::SNAPSHOT_SPOOL_PREFIX)),
-        b"stale",
-    )
-    .unwrap();
+    let prefix = net::peer::SNAPSHOT_SPOOL_PREFIX;
+    let own = spool.join(format!("{prefix}{}-7", std::process::id()));
+    std::fs::write(spool.join(format!("{prefix}0-7")), b"stale").unwrap();
+    std::fs::write(&own, b"in progress").unwrap();
+    net::peer::clear_spool(&spool).unwrap();
     let spooled = || std::fs::read_dir(&spool).unwrap().count();
+    assert_eq!(spooled(), 1, "only this process's spool file is left");
+    std::fs::remove_file(&own).unwrap();
     let (b, mut b_inbox) = start_with(2, CLUSTER, vec![], None, |c| {
         c.inbox_messages_max = N as usize + 16;
         c.snapshot_spool_dir = Some(spool.clone());
     });
-    assert_eq!(spooled(), 0, "the stale spool file was removed at start");
     let (a, _a_inbox) = start(1, vec![(2, vec![url(b.local_addrs()[0])])]);
     // Pseudo-random data in uneven pieces.
     let mut x: u64 = 0x9e37_79b9;
@@ -459,9 +460,12 @@ fn snapshot_streams_while_messages_flow() {
     assert_eq!((from, group), (1, 9));
     assert!(*got == *data, "snapshot differs");
     assert!(got.is_spooled(), "{got:?}");
-    assert_eq!(spooled(), 1, "one spool file while the snapshot is held");
+    assert_eq!(
+        spooled(),
+        0,
+        "a delivered snapshot's file is unlinked, only mapped"
+    );
     drop(got);
-    assert_eq!(spooled(), 0, "the spool file goes with the snapshot");
     std::fs::remove_dir_all(&spool).unwrap();
     assert_in_order(&msgs, 1, 0..N);
     let s = a.peer_stats(2).unwrap();
@@ -470,6 +474,35 @@ fn snapshot_streams_while_messages_flow() {
     assert_eq!(s.connects, 1);
     assert_eq!(b.stats().accepted, 2);
     assert_eq!(b.stats().snapshots_received, 1);
+}
+
+#[test]
+fn a_snapshot_the_spool_disk_cannot_hold_is_refused() {
+    // A receiver that must keep more free space than its disk has refuses
+    // the transfer (the sender sees it fail and may try again later),
+    // delivers nothing and leaves no spool file.
+    let spool =
+        std::env::temp_dir().join(format!("kvik-peer-spool-{:016x}", rand::random::<u64>()));
+    let spooled = || std::fs::read_dir(&spool).map_or(0, |d| d.count());
+    let (b, mut b_inbox) = start_with(2, CLUSTER, vec![], None, |c| {
+        c.snapshot_spool_dir = Some(spool.clone());
+        c.spool_free_reserve_bytes = u64::MAX / 2;
+    });
+    let (a, _a_inbox) = start(1, vec![(2, vec![url(b.local_addrs()[0])])]);
+    let mut p = a.send_snapshot(2, 4, vec![vec![7u8; 3 << 20]]).unwrap();
+    let mut r = None;
+    poll_until("the refused snapshot's result", || {
+        r = p.try_result();
+        r.is_some()
+    });
+    assert!(r.unwrap().is_err(), "the transfer was not refused");
+    assert!(
+        b_inbox.try_recv().is_err(),
+        "a refused snapshot was delivered"
+    );
+    poll_until("no spool file left", || spooled() == 0);
+    assert_eq!(b.stats().snapshots_received, 0);
+    let _ = std::fs::remove_dir_all(&spool);
 }
 
 #[test]
