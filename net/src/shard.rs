@@ -568,6 +568,8 @@ pub struct Shard<S: Storage + 'static> {
     /// The `Ready` whose entries and hard state are being persisted.
     in_ready: Option<Ready>,
     persist_started: Option<std::time::Instant>,
+    /// Entries the persist in flight writes.
+    persist_entries: u64,
     proposed_since_ready: usize,
     next_request: u64,
     /// Proposals of this member waiting to be applied: request id to the
@@ -1010,15 +1012,21 @@ impl<S: Storage + Clone + 'static> Shard<S> {
                     .unwrap_or_default(),
             });
             cfg.applied = index;
-            // The WAL's entries before the checkpoint (the tail it keeps
-            // for lagging members) go back into the log too, so a member a
-            // little behind catches up from the log after a restart, not
-            // by snapshot.
+            // Up to `--snapshot-catchup-entries` of the WAL's entries
+            // before the checkpoint (the first of them anchors the log) go
+            // back into the log too, as the tail a running member keeps, so
+            // a member a little behind catches up from the log after a
+            // restart, not by snapshot. The WAL may hold more (it is
+            // released by whole segments).
+            let tail_from = checkpointed_index.saturating_sub(opts.catchup_entries);
             let start = Start::Restart {
                 hard_state: hs,
                 conf: conf.clone(),
                 snapshot,
-                entries,
+                entries: entries
+                    .into_iter()
+                    .filter(|e| e.index >= tail_from)
+                    .collect(),
             };
             (start, hs_seq, durable_hs, index, applied_term, replayed)
         };
@@ -1070,6 +1078,7 @@ impl<S: Storage + Clone + 'static> Shard<S> {
             hs_seq,
             in_ready: None,
             persist_started: None,
+            persist_entries: 0,
             proposed_since_ready: 0,
             next_request: 1,
             waiting: HashMap::new(),
@@ -1442,6 +1451,7 @@ impl<S: Storage + Clone + 'static> Shard<S> {
         let store = self.store.clone();
         let current = self.manifest.clone();
         self.persist_started = Some(std::time::Instant::now());
+        self.persist_entries = entries.len() as u64;
         self.in_ready = Some(rd);
         self.persisting = Some(Box::pin(async move {
             let result = async {
@@ -1495,7 +1505,11 @@ impl<S: Storage + Clone + 'static> Shard<S> {
     /// a suffix). Under load this acknowledges a write one fsync sooner:
     /// the entry committed while the previous batch was being synced no
     /// longer waits for the next batch's sync. What the `Ready` itself
-    /// writes is applied after its persist, as before.
+    /// writes is applied after its persist, as before, and so is
+    /// everything from the first conf change on (applying one changes the
+    /// peers this `Ready`'s messages go to, and may stop this member). The
+    /// node learns of the early part at once, so that a checkpoint of it
+    /// may complete before the persist does.
     fn apply_durable_prefix(&mut self, rd: &mut Ready) -> Result<(), String> {
         let wal_last = self
             .wal
@@ -1509,14 +1523,16 @@ impl<S: Storage + Clone + 'static> Shard<S> {
         let n = rd
             .committed
             .iter()
-            .take_while(|e| e.index <= durable_last)
+            .take_while(|e| e.index <= durable_last && e.kind == EntryKind::Normal)
             .count();
+        let Some(last) = n.checked_sub(1).map(|i| rd.committed[i].index) else {
+            return Ok(());
+        };
         for e in rd.committed.drain(..n) {
             self.apply(e)?;
         }
-        if n > 0 {
-            self.serve_ready_reads();
-        }
+        self.node.applied_early(last);
+        self.serve_ready_reads();
         Ok(())
     }
 
@@ -1540,7 +1556,7 @@ impl<S: Storage + Clone + 'static> Shard<S> {
             .take()
             .map(|t| t.elapsed())
             .unwrap_or_default();
-        METRICS.record_sync(rd.committed.len() as u64, took);
+        METRICS.record_sync(self.persist_entries, took);
         self.after_persist(rd)
     }
 

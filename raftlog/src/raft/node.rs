@@ -1718,6 +1718,28 @@ impl RawNode {
         rd
     }
 
+    /// Tells the node that the application applied the committed entries
+    /// handed out in the current `Ready` up to `index` already, before
+    /// [`RawNode::advance`] (an application may apply those it holds
+    /// durably while it persists the rest). Conf changes among them must
+    /// still go through [`RawNode::apply_conf_change`] first.
+    ///
+    /// # Panics
+    ///
+    /// Outside a `Ready`, or beyond the committed entries it handed out.
+    pub fn applied_early(&mut self, index: u64) {
+        let h = self
+            .handed
+            .as_ref()
+            .expect("applied_early() between ready() and advance()");
+        assert!(
+            h.applied_to.is_some_and(|a| index <= a),
+            "applied_early({index}) beyond the entries handed out"
+        );
+        self.log.applied_to(index);
+        self.check_invariants();
+    }
+
     /// The application carried out the last [`Ready`]: its snapshot is
     /// installed, its entries are durable and its committed entries applied.
     ///

@@ -406,3 +406,42 @@ fn a_restarted_leader_keeps_its_log_tail_before_the_snapshot() {
     assert_eq!(d.last().unwrap(), b"after");
     net.assert_safe();
 }
+
+#[test]
+fn entries_applied_early_may_be_snapshotted_before_advance() {
+    // A leader applies a Ready's committed entries it already holds durably
+    // before persisting the Ready's new ones; a checkpoint of them may
+    // finish first, and the node must accept it.
+    let mut net = Net::new(2, |_| {});
+    let l = net.elect_any();
+    let f = net.others(&[l])[0];
+    net.propose(l, b"a");
+    net.node_mut(l).propose(b"b".to_vec()).unwrap();
+    let rd = net.node_mut(l).ready();
+    net.node_mut(l).advance();
+    for m in rd.messages {
+        net.node_mut(f).step(m).unwrap();
+    }
+    let rd = net.node_mut(f).ready();
+    net.node_mut(f).advance();
+    for m in rd.messages {
+        net.node_mut(l).step(m).unwrap();
+    }
+    net.node_mut(l).propose(b"c".to_vec()).unwrap();
+    let rd = net.node_mut(l).ready();
+    let b = rd.committed.last().expect("b committed").clone();
+    assert_eq!(b.data, b"b");
+    assert!(rd.entries.iter().all(|e| e.index > b.index));
+    net.node_mut(l).applied_early(b.index);
+    let conf = net.node(l).conf().clone();
+    net.node_mut(l).snapshot_created(
+        crate::raft::SnapshotMeta {
+            index: b.index,
+            term: b.term,
+            conf,
+        },
+        0,
+    );
+    net.node_mut(l).advance();
+    assert_eq!(net.node(l).status().applied, b.index);
+}
