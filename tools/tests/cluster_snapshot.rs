@@ -11,7 +11,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::cluster::{Cluster, Deadline, CONVERGE_DEADLINE};
+use common::cluster::{Cluster, Deadline, Member, CONVERGE_DEADLINE};
+use common::store::poll_metric;
+use common::Kind;
 use net::pb::etcdserverpb as pb;
 
 /// Writes while the member is down: far past the snapshot count.
@@ -175,8 +177,12 @@ fn a_member_behind_the_retained_log_catches_up_by_snapshot() {
 #[test]
 fn after_a_restart_a_member_within_the_tail_catches_up_from_the_log() {
     const WRITES: usize = 120;
-    let mut c = Cluster::start(
-        3,
+    let members = (1..=3)
+        .map(|i| Member::new(Kind::Kvik, &format!("m{i}")).with_metrics_port())
+        .collect();
+    let mut c = Cluster::start_members(
+        Kind::Kvik,
+        members,
         &[
             "--snapshot-count",
             "50",
@@ -195,10 +201,14 @@ fn after_a_restart_a_member_within_the_tail_catches_up_from_the_log() {
     }
     // Both live members checkpointed past the lagging one's log...
     for &i in &others {
-        let deadline = Deadline::after(CONVERGE_DEADLINE);
-        while !c.members[i].log().contains("checkpoint at entry") {
-            deadline.tick(|| format!("member {i} never checkpointed:\n{}", c.logs()));
-        }
+        let addr = c.members[i].metrics_addr().expect("metrics listener");
+        poll_metric(
+            &addr,
+            "kvik_checkpoints_total",
+            CONVERGE_DEADLINE,
+            &format!("member {i} to checkpoint"),
+            |n| n >= 1,
+        );
     }
     // ... and restart from those checkpoints.
     for &i in &others {
@@ -208,6 +218,21 @@ fn after_a_restart_a_member_within_the_tail_catches_up_from_the_log() {
         c.members[i].spawn();
     }
     let leader = c.wait_leader(&others);
+    // Each restarted from a checkpoint the lagging member is behind.
+    for &i in &others {
+        let log = c.members[i].log();
+        let at: u64 = log
+            .rsplit("keyspace recovered: ")
+            .next()
+            .and_then(|l| l.split("checkpoint at entry ").nth(1))
+            .and_then(|r| r.split(|ch: char| !ch.is_ascii_digit()).next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("member {i}: no recovery line:\n{log}"));
+        assert!(
+            at >= 50,
+            "member {i} restarted from entry {at}, not past the lagging member"
+        );
+    }
     c.members[lagging].spawn();
     wait_caught_up(&mut c, lagging, leader, WRITES as i64 + 1);
     let logs = c.logs();
