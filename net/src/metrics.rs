@@ -178,18 +178,34 @@ pub async fn serve(listener: compio::net::TcpListener) {
             }
             let line = head.split(|b| *b == b'\r').next().unwrap_or_default();
             let path = line.split(|b| *b == b' ').nth(1).unwrap_or_default();
+            const TEXT: &str = "text/plain; charset=utf-8";
+            let has_leader = METRICS.has_leader.load(Ordering::Relaxed) != 0;
             let (status, ctype, body) = match path {
                 b"/metrics" => ("200 OK", "text/plain; version=0.0.4", METRICS.render()),
-                // etcd's health check fails while no leader is known.
-                b"/health" | b"/readyz" if METRICS.has_leader.load(Ordering::Relaxed) == 0 => (
+                // etcd's answers: /health is JSON (sent as text/plain), and
+                // fails while no leader is known; /readyz and /livez are
+                // Kubernetes-style checks, "ok" when they pass.
+                b"/health" if !has_leader => (
                     "503 Service Unavailable",
-                    "application/json",
+                    TEXT,
                     // etcd ends this body, and only this one, with a newline.
                     "{\"health\":\"false\",\"reason\":\"RAFT NO LEADER\"}\n".to_string(),
                 ),
-                b"/health" | b"/livez" | b"/readyz" => {
-                    ("200 OK", "application/json", "{\"health\":\"true\",\"reason\":\"\"}".to_string())
-                }
+                b"/health" => (
+                    "200 OK",
+                    TEXT,
+                    "{\"health\":\"true\",\"reason\":\"\"}".to_string(),
+                ),
+                b"/readyz" if !has_leader => (
+                    "503 Service Unavailable",
+                    TEXT,
+                    // etcd's linearizable read check times out without a
+                    // leader; kvik answers at once, with etcd's words.
+                    "[-]linearizable_read failed: etcdserver: request timed out\n\
+                     [+]non_learner ok\n[+]data_corruption ok\n[+]serializable_read ok\n\n"
+                        .to_string(),
+                ),
+                b"/readyz" | b"/livez" => ("200 OK", TEXT, "ok\n".to_string()),
                 _ => ("404 Not Found", "text/plain", "404 page not found\n".to_string()),
             };
             let resp = format!(

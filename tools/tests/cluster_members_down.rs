@@ -122,9 +122,20 @@ async fn open_watch(
 
 /// `/health` and the leader gauge at a member's metrics listener.
 fn health(addr: &str, when: &str) -> String {
-    let (status, body) = http_get(addr, "/health").unwrap_or_else(|e| panic!("{e}"));
+    // etcd lists /readyz's checks in no fixed order: compare them sorted.
+    let get = |path: &str| {
+        let (status, body) = http_get(addr, path).unwrap_or_else(|e| panic!("{e}"));
+        let mut lines: Vec<&str> = body.split('\n').collect();
+        lines.sort_unstable();
+        format!("{path} {status}: {lines:?}")
+    };
     let has_leader = metric(addr, "etcd_server_has_leader");
-    format!("{when}: /health {status}: {body}; etcd_server_has_leader {has_leader}")
+    format!(
+        "{when}: {}; {}; {}; etcd_server_has_leader {has_leader}",
+        get("/health"),
+        get("/readyz"),
+        get("/livez")
+    )
 }
 
 fn scenario(kind: Kind) -> Vec<String> {
