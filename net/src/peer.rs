@@ -465,7 +465,7 @@ impl PartialEq for SnapshotBytes {
 
 impl Eq for SnapshotBytes {}
 
-/// Names of spool files: `<prefix><process id>-<sequence>`.
+/// Names of spool files: `<prefix><process token>-<sequence>`.
 pub const SNAPSHOT_SPOOL_PREFIX: &str = "snapshot-spool-";
 /// Free space a spool leaves on its filesystem beyond twice what it holds
 /// (the spool, then the installed copy of it), in bytes. A transfer that
@@ -638,8 +638,9 @@ pub struct TransportConfig {
     pub peer_queue_messages_max: usize,
     pub inbox_messages_max: usize,
     pub force_epoll: bool,
-    /// Where received snapshots are written as they arrive (emptied of
-    /// earlier spool files at start). `None` assembles them in memory.
+    /// Where received snapshots are written as they arrive (the server
+    /// empties it of earlier processes' files with [`clear_spool`] once it
+    /// holds the data directory's lock). `None` assembles them in memory.
     pub snapshot_spool_dir: Option<std::path::PathBuf>,
     /// See [`SPOOL_FREE_RESERVE_BYTES`].
     pub spool_free_reserve_bytes: u64,
@@ -1618,12 +1619,20 @@ enum Sink {
     },
 }
 
+/// This process's spool file token: random, so that a later process with
+/// the same process id (PID 1 in a container) does not take an earlier
+/// one's leftovers for its own.
+pub fn spool_token() -> &'static str {
+    static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TOKEN.get_or_init(|| format!("{:016x}", rand::random::<u64>()))
+}
+
 /// Removes the spool files other processes left in `dir` (a process that
 /// stopped mid-transfer); this process's own are kept. Call it while
 /// holding the data directory's lock. The directory itself is made at the
 /// first snapshot received.
 pub fn clear_spool(dir: &std::path::Path) -> std::io::Result<()> {
-    let own = format!("{SNAPSHOT_SPOOL_PREFIX}{}-", std::process::id());
+    let own = format!("{SNAPSHOT_SPOOL_PREFIX}{}-", spool_token());
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -1646,7 +1655,7 @@ impl Assembly {
             None => Sink::Memory(Vec::new()),
             Some(dir) => {
                 let n = SPOOLED.fetch_add(1, Ordering::Relaxed);
-                let path = dir.join(format!("{SNAPSHOT_SPOOL_PREFIX}{}-{n}", std::process::id()));
+                let path = dir.join(format!("{SNAPSHOT_SPOOL_PREFIX}{}-{n}", spool_token()));
                 std::fs::create_dir_all(dir)?;
                 let file = compio::fs::OpenOptions::new()
                     .create(true)

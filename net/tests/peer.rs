@@ -406,8 +406,8 @@ fn snapshot_streams_while_messages_flow() {
         std::env::temp_dir().join(format!("kvik-peer-spool-{:016x}", rand::random::<u64>()));
     std::fs::create_dir_all(&spool).unwrap();
     let prefix = net::peer::SNAPSHOT_SPOOL_PREFIX;
-    let own = spool.join(format!("{prefix}{}-7", std::process::id()));
-    std::fs::write(spool.join(format!("{prefix}0-7")), b"stale").unwrap();
+    let own = spool.join(format!("{prefix}{}-7", net::peer::spool_token()));
+    std::fs::write(spool.join(format!("{prefix}0000000000000000-7")), b"stale").unwrap();
     std::fs::write(&own, b"in progress").unwrap();
     net::peer::clear_spool(&spool).unwrap();
     let spooled = || std::fs::read_dir(&spool).unwrap().count();
