@@ -9,10 +9,11 @@ mod common;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::cluster::{
-    etcdctl, etcdctl_settled, Cluster, Member, CONVERGE_DEADLINE, ELECTION_DEADLINE,
+    etcdctl, etcdctl_add_learner, etcdctl_settled, Cluster, Deadline, Member, CONVERGE_DEADLINE,
+    ELECTION_DEADLINE,
 };
 use common::{etcdctl_bin, Kind};
 use net::pb::etcdserverpb as pb;
@@ -105,7 +106,7 @@ fn wait_same_hashkv(
     endpoints: &str,
     whole_cluster: bool,
 ) -> Vec<BTreeMap<String, String>> {
-    let deadline = Instant::now() + CONVERGE_DEADLINE;
+    let deadline = Deadline::after(CONVERGE_DEADLINE);
     loop {
         let mut args = vec!["endpoint", "hashkv", "-w", "table"];
         if whole_cluster {
@@ -126,12 +127,12 @@ fn wait_same_hashkv(
                 return rows;
             }
         }
-        assert!(
-            Instant::now() < deadline,
-            "members did not converge within {CONVERGE_DEADLINE:?}:\n{text}\n{}",
-            c.logs()
-        );
-        std::thread::sleep(Duration::from_millis(200));
+        deadline.tick(|| {
+            format!(
+                "members did not converge within {CONVERGE_DEADLINE:?}:\n{text}\n{}",
+                c.logs()
+            )
+        });
     }
 }
 
@@ -149,7 +150,7 @@ fn three_members_elect_replicate_fail_over_and_catch_up() {
         .join(",");
 
     // Every member publishes its name and client URLs through the log.
-    let deadline = Instant::now() + CONVERGE_DEADLINE;
+    let deadline = Deadline::after(CONVERGE_DEADLINE);
     let rows = loop {
         let (ok, text) = etcdctl(&endpoints, &["member", "list", "-w", "table"]);
         let rows = table(&text);
@@ -161,12 +162,12 @@ fn three_members_elect_replicate_fail_over_and_catch_up() {
         {
             break rows;
         }
-        assert!(
-            Instant::now() < deadline,
-            "member list never showed three started members:\n{text}\n{}",
-            c.logs()
-        );
-        std::thread::sleep(Duration::from_millis(200));
+        deadline.tick(|| {
+            format!(
+                "member list never showed three started members:\n{text}\n{}",
+                c.logs()
+            )
+        });
     };
     for m in &c.members {
         assert!(
@@ -243,14 +244,9 @@ fn three_members_elect_replicate_fail_over_and_catch_up() {
             })
         })
         .collect();
-    let before = Instant::now();
+    let deadline = Deadline::after(CONVERGE_DEADLINE);
     while acked.lock().unwrap().len() < 200 {
-        assert!(
-            before.elapsed() < CONVERGE_DEADLINE,
-            "writers made no progress:\n{}",
-            c.logs()
-        );
-        std::thread::sleep(Duration::from_millis(20));
+        deadline.tick(|| format!("writers made no progress:\n{}", c.logs()));
     }
     let old_leader = leader;
     c.members[old_leader].kill9();
@@ -259,14 +255,9 @@ fn three_members_elect_replicate_fail_over_and_catch_up() {
     assert_ne!(new_leader, old_leader);
     // The new leader serves writes.
     let served_at = acked.lock().unwrap().len();
-    let deadline = Instant::now() + ELECTION_DEADLINE;
+    let deadline = Deadline::after(ELECTION_DEADLINE);
     while acked.lock().unwrap().len() < served_at + 200 {
-        assert!(
-            Instant::now() < deadline,
-            "no writes acknowledged after the fail-over:\n{}",
-            c.logs()
-        );
-        std::thread::sleep(Duration::from_millis(20));
+        deadline.tick(|| format!("no writes acknowledged after the fail-over:\n{}", c.logs()));
     }
     stop.store(true, Ordering::Relaxed);
     for w in writers {
@@ -276,7 +267,7 @@ fn three_members_elect_replicate_fail_over_and_catch_up() {
 
     // Every acknowledged write is on every surviving member.
     let check_all = |c: &Cluster, which: &[usize]| {
-        let deadline = Instant::now() + CONVERGE_DEADLINE;
+        let deadline = Deadline::after(CONVERGE_DEADLINE);
         for &i in which {
             loop {
                 let keys = c.rt.block_on(local_keys(&c.members[i].endpoint(), "w/"));
@@ -290,16 +281,16 @@ fn three_members_elect_replicate_fail_over_and_catch_up() {
                 if missing.is_empty() {
                     break;
                 }
-                assert!(
-                    Instant::now() < deadline,
-                    "{} lacks {} acknowledged writes, e.g. {:?} ({:?})\n{}",
-                    c.members[i].name,
-                    missing.len(),
-                    missing[0],
-                    keys.err(),
-                    c.logs()
-                );
-                std::thread::sleep(Duration::from_millis(200));
+                deadline.tick(|| {
+                    format!(
+                        "{} lacks {} acknowledged writes, e.g. {:?} ({:?})\n{}",
+                        c.members[i].name,
+                        missing.len(),
+                        missing[0],
+                        keys.err(),
+                        c.logs()
+                    )
+                });
             }
         }
     };
@@ -324,17 +315,7 @@ fn three_members_elect_replicate_fail_over_and_catch_up() {
     let leader = c.wait_leader(&all);
     let leader_ep = c.members[leader].endpoint();
     let mut m4 = Member::new(Kind::Kvik, "m4");
-    let (ok, text) = etcdctl_settled(
-        &leader_ep,
-        &[
-            "member",
-            "add",
-            "m4",
-            &format!("--peer-urls={}", m4.peer_url()),
-            "--learner",
-        ],
-    );
-    assert!(ok, "member add --learner: {text}");
+    etcdctl_add_learner(&leader_ep, "m4", &m4.peer_url());
     let (ok, text) = etcdctl(&leader_ep, &["member", "list", "-w", "table"]);
     assert!(ok, "{text}");
     assert!(
@@ -353,7 +334,7 @@ fn three_members_elect_replicate_fail_over_and_catch_up() {
     m4.spawn();
     c.members.push(m4);
     let all4 = [0usize, 1, 2, 3];
-    let deadline = Instant::now() + CONVERGE_DEADLINE;
+    let deadline = Deadline::after(CONVERGE_DEADLINE);
     let m4_id = loop {
         assert!(c.members[3].alive(), "m4 exited:\n{}", c.members[3].log());
         if let Some(s) = c.status(3) {
@@ -361,12 +342,7 @@ fn three_members_elect_replicate_fail_over_and_catch_up() {
                 break s.header.map(|h| h.member_id).unwrap();
             }
         }
-        assert!(
-            Instant::now() < deadline,
-            "the learner never started:\n{}",
-            c.logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
+        deadline.tick(|| format!("the learner never started:\n{}", c.logs()));
     };
     let m4_ep = c.members[3].endpoint();
     let (ok, text) = etcdctl(&m4_ep, &["get", "via0"]);
@@ -375,7 +351,7 @@ fn three_members_elect_replicate_fail_over_and_catch_up() {
         "a learner served a linearizable read: {text}"
     );
     check_all(&c, &[3]);
-    let deadline = Instant::now() + CONVERGE_DEADLINE;
+    let deadline = Deadline::after(CONVERGE_DEADLINE);
     loop {
         let (ok, text) = etcdctl(&leader_ep, &["member", "promote", &format!("{m4_id:x}")]);
         if ok {
@@ -385,12 +361,11 @@ fn three_members_elect_replicate_fail_over_and_catch_up() {
             text.contains("can only promote a learner member which is in sync with leader"),
             "member promote: {text}"
         );
-        assert!(Instant::now() < deadline, "never promoted: {text}");
-        std::thread::sleep(Duration::from_millis(200));
+        deadline.tick(|| format!("never promoted: {text}"));
     }
     let (ok, text) = etcdctl(&m4_ep, &["put", "via-m4", "x"]);
     assert!(ok, "the promoted member refused a write: {text}");
-    let deadline = Instant::now() + CONVERGE_DEADLINE;
+    let deadline = Deadline::after(CONVERGE_DEADLINE);
     loop {
         let (ok, text) = etcdctl(&endpoints, &["member", "list", "-w", "table"]);
         let rows = table(&text);
@@ -402,11 +377,7 @@ fn three_members_elect_replicate_fail_over_and_catch_up() {
         {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "member list never showed four started voters: {text}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
+        deadline.tick(|| format!("member list never showed four started voters: {text}"));
     }
     c.wait_leader(&all4);
 
@@ -425,14 +396,14 @@ fn three_members_elect_replicate_fail_over_and_catch_up() {
     let (ok, text) = etcdctl(&leader_ep, &["member", "list", "-w", "table"]);
     assert!(ok, "{text}");
     assert_eq!(table(&text).len(), 3, "{text}");
-    let deadline = Instant::now() + CONVERGE_DEADLINE;
+    let deadline = Deadline::after(CONVERGE_DEADLINE);
     while c.members[follower].alive() {
-        assert!(
-            Instant::now() < deadline,
-            "the removed member kept running:\n{}",
-            c.members[follower].log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
+        deadline.tick(|| {
+            format!(
+                "the removed member kept running:\n{}",
+                c.members[follower].log()
+            )
+        });
     }
     assert!(
         c.members[follower]

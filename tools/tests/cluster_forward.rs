@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::cluster::{etcdctl, etcdctl_settled, Cluster, Deadline, Member, CONVERGE_DEADLINE};
+use common::cluster::{etcdctl, etcdctl_add_learner, Cluster, Deadline, Member, CONVERGE_DEADLINE};
 use common::{etcdctl_bin, Kind};
 
 /// The lease's TTL.
@@ -194,23 +194,7 @@ fn followers_forward_lease_keep_alive_time_to_live_and_promote_to_the_leader() {
     // A learner is added through the leader; promoting it through a
     // follower is refused while it has not even started...
     let m4 = Member::new(Kind::Kvik, "m4");
-    let (ok, text) = etcdctl_settled(
-        &leader_ep,
-        &[
-            "member",
-            "add",
-            "m4",
-            &format!("--peer-urls={}", m4.peer_url()),
-            "--learner",
-        ],
-    );
-    assert!(ok, "member add --learner: {text}");
-    let m4_id = text
-        .split_whitespace()
-        .nth(1)
-        .filter(|_| text.starts_with("Member "))
-        .unwrap_or_else(|| panic!("member add output: {text}"))
-        .to_string();
+    let m4_id = etcdctl_add_learner(&leader_ep, "m4", &m4.peer_url());
     let (ok, text) = etcdctl(&fa_ep, &["member", "promote", &m4_id]);
     assert!(
         !ok && text

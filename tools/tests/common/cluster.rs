@@ -7,12 +7,12 @@
 //! every wait polls a condition with a generous deadline.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use net::pb::etcdserverpb as pb;
 
-use super::{etcd_bin, etcdctl_bin, free_port, kvik_bin, temp_dir, Kind};
+use super::{etcdctl_bin, free_port, spawn_logged, temp_dir, Kind};
 
 /// How long a cluster may take to elect a leader, or a new one.
 pub const ELECTION_DEADLINE: Duration = Duration::from_secs(60);
@@ -157,31 +157,18 @@ impl Member {
 
     pub fn spawn(&mut self) {
         assert!(self.child.is_none(), "already running");
-        let bin = match self.kind {
-            Kind::Kvik => kvik_bin(),
-            Kind::Etcd => etcd_bin(),
-        };
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("server.log"))
-            .unwrap();
         // `ip netns exec` execs the server in place, so the child is the
         // server itself and kill9 reaches it.
         let mut cmd = match &self.netns {
             Some(ns) => {
                 let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(bin);
+                c.args(["netns", "exec", ns]).arg(self.kind.bin());
                 c
             }
-            None => Command::new(bin),
+            None => Command::new(self.kind.bin()),
         };
-        let child = cmd
-            .args(&self.args)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
+        cmd.args(&self.args);
+        let child = spawn_logged(&mut cmd, &self.dir.join("server.log"))
             .unwrap_or_else(|e| panic!("start {:?} member {}: {e}", self.kind, self.name));
         self.child = Some(child);
     }
@@ -453,4 +440,19 @@ pub fn etcdctl_settled(endpoints: &str, args: &[&str]) -> (bool, String) {
         }
         d.tick(|| format!("etcdctl {args:?}: the cluster stayed unhealthy: {text}"));
     }
+}
+
+/// `etcdctl member add <name> --peer-urls=<peer_url> --learner` through
+/// `endpoint`, retried while the cluster is unhealthy; fails the test
+/// unless it succeeds. Returns the new member's id (hex) as etcdctl prints
+/// it.
+pub fn etcdctl_add_learner(endpoint: &str, name: &str, peer_url: &str) -> String {
+    let urls = format!("--peer-urls={peer_url}");
+    let (ok, text) = etcdctl_settled(endpoint, &["member", "add", name, &urls, "--learner"]);
+    assert!(ok, "member add --learner: {text}");
+    text.split_whitespace()
+        .nth(1)
+        .filter(|_| text.starts_with("Member "))
+        .unwrap_or_else(|| panic!("member add output: {text}"))
+        .to_string()
 }

@@ -59,6 +59,28 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     dir
 }
 
+impl Kind {
+    /// The server binary of this kind.
+    pub fn bin(self) -> PathBuf {
+        match self {
+            Kind::Kvik => kvik_bin(),
+            Kind::Etcd => etcd_bin(),
+        }
+    }
+}
+
+/// Starts `cmd` with stdin closed and stdout and stderr appended to `log`.
+pub fn spawn_logged(cmd: &mut Command, log: &Path) -> std::io::Result<Child> {
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
+    cmd.stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .spawn()
+}
+
 pub fn kvik_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_kvik"))
 }
@@ -141,22 +163,10 @@ impl Server {
 
     pub fn spawn(&mut self) {
         assert!(self.child.is_none(), "already running");
-        let bin = match self.kind {
-            Kind::Kvik => kvik_bin(),
-            Kind::Etcd => etcd_bin(),
-        };
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.data_dir.join("server.log"))
-            .unwrap();
-        let child = Command::new(bin)
-            .args(self.args())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start server");
+        let mut cmd = Command::new(self.kind.bin());
+        cmd.args(self.args());
+        let child =
+            spawn_logged(&mut cmd, &self.data_dir.join("server.log")).expect("start server");
         self.child = Some(child);
     }
 
