@@ -510,9 +510,11 @@ impl hyper::service::Service<Request<Incoming>> for Router {
             .get(REQUIRE_LEADER_KEY)
             .is_some_and(|v| v.as_bytes() == REQUIRE_LEADER_VALUE.as_bytes());
         let path = req.uri().path();
-        let known = SERVICE_PREFIXES.iter().any(|p| path.starts_with(p));
         // Unknown methods never reach etcd's interceptors.
-        if known && require_leader && !self.shared.shard.has_leader() {
+        if require_leader
+            && !self.shared.shard.has_leader()
+            && SERVICE_PREFIXES.iter().any(|p| path.starts_with(p))
+        {
             return Box::pin(async { Ok(errors::NO_LEADER.status().into_http()) });
         }
         let watched = require_leader && STREAMING_PATHS.contains(&path);
